@@ -1,0 +1,90 @@
+//! Who may call what: the minimum role of every authenticated operation, by operation
+//! id. This table is the single source of truth: handlers look their operation up here,
+//! the README prints it, and a test calls every entry with every role.
+//!
+//! Roles rank owner > admin > member > viewer; a role may do everything a weaker one may.
+
+use catalytic_db::users::Role;
+
+/// One authenticated operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub operation_id: &'static str,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub min_role: Role,
+    /// Writes are refused (402) while the tenant is suspended; reads are not.
+    pub write: bool,
+    /// Platform administrators only (a flag set by the CLI, never by the API).
+    pub platform_admin: bool,
+}
+
+const fn rule(
+    operation_id: &'static str,
+    method: &'static str,
+    path: &'static str,
+    min_role: Role,
+    write: bool,
+) -> Rule {
+    Rule {
+        operation_id,
+        method,
+        path,
+        min_role,
+        write,
+        platform_admin: false,
+    }
+}
+
+use Role::{Admin, Member, Owner, Viewer};
+
+pub const RULES: &[Rule] = &[
+    rule("auth_me", "GET", "/api/auth/me", Viewer, false),
+    rule("auth_logout", "POST", "/api/auth/logout", Viewer, false),
+    rule("users_list", "GET", "/api/users", Viewer, false),
+    rule("users_create", "POST", "/api/users", Admin, true),
+    rule("users_update", "PATCH", "/api/users/{id}", Admin, true),
+    rule("users_delete", "DELETE", "/api/users/{id}", Admin, true),
+    rule("api_keys_create", "POST", "/api/api-keys", Admin, true),
+    rule("api_keys_list", "GET", "/api/api-keys", Admin, false),
+    rule(
+        "api_keys_delete",
+        "DELETE",
+        "/api/api-keys/{id}",
+        Admin,
+        true,
+    ),
+    rule("audit_logs_list", "GET", "/api/audit-logs", Admin, false),
+];
+
+/// The rule of an operation. Every authenticated handler has one (a test checks it).
+pub fn rule_for(operation_id: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.operation_id == operation_id)
+}
+
+/// The roles table as Markdown, for the README.
+pub fn markdown_table() -> String {
+    let mut out =
+        String::from("| endpoint | owner | admin | member | viewer |\n|---|:-:|:-:|:-:|:-:|\n");
+    for r in RULES {
+        let cells: Vec<&str> = [Owner, Admin, Member, Viewer]
+            .iter()
+            .map(|role| {
+                if r.platform_admin {
+                    "platform admin"
+                } else if role.at_least(r.min_role) {
+                    "yes"
+                } else {
+                    "—"
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            "| `{} {}` | {} |\n",
+            r.method,
+            r.path,
+            cells.join(" | ")
+        ));
+    }
+    out
+}

@@ -1,0 +1,29 @@
+//! The HTTP operations, one module per resource.
+
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
+pub mod health;
+pub mod password_reset;
+pub mod users;
+
+use poem_openapi::Tags;
+
+/// Groups of the OpenAPI spec.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Liveness and dependency health.
+    Health,
+    /// Sign-up, login, tokens.
+    Auth,
+    /// Users of a tenant.
+    Users,
+    /// API keys of a tenant.
+    ApiKeys,
+    /// The tenant's audit log.
+    Audit,
+}
+
+/// Paging parameters' bounds.
+pub const MAX_PAGE_SIZE: u32 = 100;
+pub const DEFAULT_PAGE_SIZE: u32 = 20;

@@ -1,0 +1,165 @@
+//! Small threading helpers: a team of scoped threads, a spinning barrier and
+//! range splitting.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::control::Control;
+
+/// Lattices with at least this many vertices use `Control::threads` threads;
+/// smaller ones run on the calling thread (spawning would cost more than it
+/// saves).
+pub const PARALLEL_MIN_VERTICES: u64 = 1_000_000;
+
+/// Threads an operation on `vertices` vertices uses.
+pub(crate) fn threads_for(ctl: &Control<'_>, vertices: u64) -> usize {
+    if vertices < PARALLEL_MIN_VERTICES {
+        1
+    } else {
+        ctl.threads.max(1)
+    }
+}
+
+/// `[total * part / parts, total * (part + 1) / parts)`.
+pub(crate) fn split(total: u64, parts: usize, part: usize) -> (u64, u64) {
+    let t = u128::from(total);
+    let p = parts as u128;
+    let i = part as u128;
+    ((t * i / p) as u64, (t * (i + 1) / p) as u64)
+}
+
+/// Runs `f(0..threads)` with `f(0)` on the calling thread and the others on
+/// crossbeam scoped threads; returns the results in thread order. A panic in
+/// any thread is propagated.
+pub(crate) fn team<R, F>(threads: usize, f: F) -> Vec<R>
+where
+    R: Send,
+    F: Fn(usize) -> R + Sync,
+{
+    if threads <= 1 {
+        return vec![f(0)];
+    }
+    let f = &f;
+    let result = crossbeam::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|t| s.spawn(move |_| f(t))).collect();
+        let mut out = Vec::with_capacity(threads);
+        out.push(f(0));
+        for h in handles {
+            match h.join() {
+                Ok(r) => out.push(r),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        out
+    });
+    match result {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// A barrier for a fixed team that spins briefly, then yields, then sleeps
+/// (workers may wait a long time while the leader runs small BFS levels on
+/// its own). [`release`](Self::release) opens it for good (used when a
+/// thread panics, so nobody waits forever).
+pub(crate) struct SpinBarrier {
+    parties: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+    released: AtomicBool,
+}
+
+impl SpinBarrier {
+    pub(crate) fn new(parties: usize) -> Self {
+        SpinBarrier {
+            parties: parties.max(1),
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            released: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn wait(&self) {
+        if self.parties == 1 {
+            return;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            if self.released.load(Ordering::Acquire) {
+                return;
+            }
+            spins = spins.saturating_add(1);
+            if spins < 20_000 {
+                std::hint::spin_loop();
+            } else if spins < 21_000 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+
+    /// Opens the barrier permanently.
+    pub(crate) fn release(&self) {
+        self.released.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+}
+
+/// Releases the barrier if the owning thread unwinds.
+pub(crate) struct ReleaseOnPanic<'a>(pub(crate) &'a SpinBarrier);
+
+impl Drop for ReleaseOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn split_covers() {
+        for total in [0u64, 1, 7, 1000] {
+            for parts in 1..5 {
+                let mut next = 0;
+                for p in 0..parts {
+                    let (a, b) = split(total, parts, p);
+                    assert_eq!(a, next);
+                    next = b;
+                }
+                assert_eq!(next, total);
+            }
+        }
+    }
+
+    #[test]
+    fn team_and_barrier() {
+        let b = SpinBarrier::new(3);
+        let counter = AtomicU64::new(0);
+        let out = team(3, |t| {
+            for round in 0..50u64 {
+                counter.fetch_add(1, Ordering::Relaxed);
+                b.wait();
+                assert!(counter.load(Ordering::Relaxed) >= (round + 1) * 3);
+                b.wait();
+            }
+            t * 10
+        });
+        assert_eq!(out, vec![0, 10, 20]);
+        assert_eq!(counter.load(Ordering::Relaxed), 150);
+    }
+}

@@ -1,0 +1,1 @@
+DELETE FROM subscription_plans WHERE code IN ('free', 'starter', 'professional', 'enterprise');

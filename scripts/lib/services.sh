@@ -1,0 +1,150 @@
+# Shared by scripts/up and scripts/test: provisions PostgreSQL and Redis on loopback,
+# without systemd, installing them from Debian packages when they are missing.
+# Everything the scripts create lives under .local/ (git-ignored).
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL="$ROOT/.local"
+mkdir -p "$LOCAL"
+
+PG_PORT="${CATALYTIC_PG_PORT:-5432}"
+REDIS_PORT="${CATALYTIC_REDIS_PORT:-6379}"
+
+log() { printf '\033[1m[catalytic]\033[0m %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null || die "apt-get not found: install $* yourself"
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    log "apt-get update"
+    as_root apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  log "installing $* (Debian packages)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# The directory holding initdb/pg_ctl/postgres, installing PostgreSQL when absent.
+pg_bindir() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    if [ -x "$d/pg_ctl" ]; then printf '%s' "$d"; return; fi
+  done
+  if command -v pg_ctl >/dev/null; then dirname "$(command -v pg_ctl)"; return; fi
+  apt_install postgresql postgresql-contrib
+  for d in /usr/lib/postgresql/*/bin; do
+    if [ -x "$d/pg_ctl" ]; then printf '%s' "$d"; return; fi
+  done
+  die "PostgreSQL installed but pg_ctl not found"
+}
+
+# Runs a command as the owner of the project's PostgreSQL data directory
+# (initdb refuses to run as root).
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+ensure_postgres() {
+  local bindir data pwfile
+  bindir="$(pg_bindir)"
+  data="$LOCAL/pg/data"
+  pwfile="$LOCAL/pg/superuser-password"
+  command -v psql >/dev/null || apt_install postgresql-client
+  if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --home-dir "$LOCAL/pg" --shell /usr/sbin/nologin postgres
+  fi
+  if [ ! -f "$pwfile" ]; then
+    mkdir -p "$LOCAL/pg"
+    head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$pwfile"
+  fi
+  PG_PASSWORD="$(cat "$pwfile")"
+  if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$LOCAL/pg"; chmod 700 "$LOCAL/pg"; fi
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising a PostgreSQL cluster in $data"
+    as_pg "$bindir/initdb" -D "$data" -U postgres --pwfile="$pwfile" \
+      --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if ! PGPASSWORD="$PG_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    as_pg "$bindir/pg_ctl" -D "$data" -l "$LOCAL/pg/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $LOCAL/pg -c max_connections=300 -c fsync=${CATALYTIC_PG_FSYNC:-on}" start >/dev/null \
+      || { tail -20 "$LOCAL/pg/server.log" >&2; die "PostgreSQL did not start (log: $LOCAL/pg/server.log)"; }
+  fi
+  PG_ADMIN_URL="postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
+  export PG_ADMIN_URL PG_PASSWORD
+}
+
+# Creates database $1 when it does not exist; prints its URL.
+ensure_database() {
+  local db="$1"
+  if ! PGPASSWORD="$PG_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atqc \
+      "select 1 from pg_database where datname = '$db'" | grep -q 1; then
+    log "creating database $db"
+    PGPASSWORD="$PG_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "create database \"$db\"" >/dev/null
+  fi
+  printf 'postgres://postgres:%s@127.0.0.1:%s/%s' "$PG_PASSWORD" "$PG_PORT" "$db"
+}
+
+ensure_redis() {
+  if command -v redis-cli >/dev/null && redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
+    return
+  fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p "$LOCAL/redis"
+  log "starting Redis on 127.0.0.1:$REDIS_PORT"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$LOCAL/redis" \
+    --appendonly yes --appendfsync everysec --save '' \
+    --logfile "$LOCAL/redis/redis.log" --pidfile "$LOCAL/redis/redis.pid" >/dev/null
+  local i
+  for i in $(seq 1 50); do
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return
+    sleep 0.1
+  done
+  die "Redis did not start (log: $LOCAL/redis/redis.log)"
+}
+
+# Development RS256 key pair under .local/keys, generated when absent.
+ensure_jwt_keys() {
+  local dir="$LOCAL/keys"
+  mkdir -p "$dir"
+  if [ ! -f "$dir/jwt-private.pem" ]; then
+    command -v openssl >/dev/null || apt_install openssl
+    log "generating a development RS256 key pair in $dir"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/jwt-private.pem" 2>/dev/null
+    openssl pkey -in "$dir/jwt-private.pem" -pubout -out "$dir/jwt-public.pem"
+    chmod 600 "$dir/jwt-private.pem"
+  fi
+  JWT_PRIVATE_KEY_PATH="$dir/jwt-private.pem"
+  JWT_PUBLIC_KEY_PATH="$dir/jwt-public.pem"
+  export JWT_PRIVATE_KEY_PATH JWT_PUBLIC_KEY_PATH
+}
+
+# A Python virtual environment of the project's, for the SMTP sink and test tools.
+ensure_venv() {
+  local venv="$LOCAL/venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+  fi
+  if [ "$#" -gt 0 ]; then
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+      "$venv/bin/pip" show "${pkg%%[=<>]*}" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+      log "pip install ${missing[*]}"
+      "$venv/bin/pip" install -q "${missing[@]}"
+    fi
+  fi
+  VENV="$venv"
+  export VENV
+}
