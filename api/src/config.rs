@@ -103,6 +103,10 @@ pub struct Config {
     pub auth_rate_limit_per_minute: u32,
     /// `SHUTDOWN_TIMEOUT_SECS`: how long SIGTERM waits for in-flight requests (default 20).
     pub shutdown_timeout_secs: u64,
+    /// `TENANT_CACHE_TTL_MS`: how long a replica caches a tenant's plan and status
+    /// (default 2000); a change made elsewhere (CLI, another replica, a worker) takes
+    /// effect within this time.
+    pub tenant_cache_ttl_ms: u64,
 }
 
 /// Reads variables through a lookup function, so tests can feed a map.
@@ -229,6 +233,7 @@ impl Config {
             max_body_bytes: env.parsed("MAX_BODY_BYTES", 1024 * 1024)?,
             auth_rate_limit_per_minute: env.parsed("AUTH_RATE_LIMIT_PER_MINUTE", 20)?,
             shutdown_timeout_secs: env.parsed("SHUTDOWN_TIMEOUT_SECS", 20)?,
+            tenant_cache_ttl_ms: env.parsed("TENANT_CACHE_TTL_MS", 2000)?,
         })
     }
 

@@ -43,13 +43,14 @@ impl AppState {
             config.redis_url.expose(),
             &config.redis_key_prefix,
         )?;
+        let tenants = TenantCache::new(Duration::from_millis(config.tenant_cache_ttl_ms));
         Ok(Self {
             config: Arc::new(config),
             db,
             redis,
             keys: Arc::new(keys),
             metrics: Metrics::new(),
-            tenants: TenantCache::new(Duration::from_secs(2)),
+            tenants,
             queue,
             dummy_hash: Arc::new(dummy_hash),
         })

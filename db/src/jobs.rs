@@ -304,3 +304,23 @@ pub async fn stale_queued(
         .load(conn)
         .await?)
 }
+
+/// Settles a job whose cancel was requested but which was never picked up.
+pub async fn mark_cancelled_if_requested(conn: &mut Conn, id: JobId) -> DbResult<()> {
+    diesel::update(
+        jobs::table.filter(
+            jobs::id
+                .eq(id)
+                .and(jobs::cancel_requested.eq(true))
+                .and(jobs::status.eq_any(["queued", "running"])),
+        ),
+    )
+    .set((
+        jobs::status.eq("cancelled"),
+        jobs::finished_at.eq(diesel::dsl::now),
+        jobs::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}

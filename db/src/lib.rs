@@ -6,6 +6,7 @@ pub mod error;
 pub mod ids;
 pub mod migrate;
 pub mod pool;
+pub mod provision;
 pub mod schema;
 
 pub mod api_keys;

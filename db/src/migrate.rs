@@ -74,3 +74,7 @@ pub async fn status(url: &str) -> DbResult<MigrationStatus> {
         pending,
     })
 }
+
+
+/// A fingerprint of every migration file (computed at build time).
+pub const FINGERPRINT: &str = env!("CATALYTIC_MIGRATIONS_HASH");

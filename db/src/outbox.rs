@@ -86,3 +86,27 @@ pub async fn list_for_tenant(conn: &mut Conn, tenant: TenantId) -> DbResult<Vec<
         .load(conn)
         .await?)
 }
+
+/// Pending emails untouched since `older_than` (the sweeper re-pushes them).
+pub async fn stale_pending(conn: &mut Conn, older_than: DateTime<Utc>, limit: i64) -> DbResult<Vec<EmailId>> {
+    Ok(email_outbox::table
+        .filter(
+            email_outbox::status
+                .eq_any(["pending", "sending"])
+                .and(email_outbox::updated_at.lt(older_than)),
+        )
+        .order(email_outbox::created_at.asc())
+        .limit(limit)
+        .select(email_outbox::id)
+        .load(conn)
+        .await?)
+}
+
+/// Restarts an email's staleness clock after a push.
+pub async fn mark_pushed(conn: &mut Conn, id: EmailId) -> DbResult<()> {
+    diesel::update(email_outbox::table.find(id))
+        .set(email_outbox::updated_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

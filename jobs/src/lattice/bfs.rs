@@ -1,42 +1,59 @@
 //! Level-synchronous breadth-first search over the implicit lattice, from
 //! one source (eccentricity) or from two (bidirectional shortest path).
 //!
-//! Working state: one [`Labels`] array (2 bits per vertex) per direction,
-//! with blocked vertices pre-marked, plus frontier queues. A team of threads
-//! (the calling thread is the leader) shares the labels as atomic words:
+//! Working state per direction:
+//! * a visited bitset ([`AtomicBits`], 1 bit per vertex, blocked vertices
+//!   pre-set): the only array the hot loop probes, `2d` times per expanded
+//!   vertex (1 MiB per 8M vertices, about one core's L2);
+//! * for two-source searches, a [`Labels`] array (2 bits per vertex,
+//!   `1 + distance mod 3`), written for each vertex when it is expanded as
+//!   part of a frontier, i.e. one level after it was reached;
+//! * two frontier queues.
 //!
-//! * The leader decides every step: it expands the smaller of the two
-//!   frontiers (the standard bidirectional rule), one level.
-//! * A level of at least [`PAR_MIN_FRONTIER`] vertices is split evenly over
-//!   the team; each thread claims neighbours with an atomic `fetch_or` (a
-//!   relaxed load first, so already-reached vertices cost no RMW) and pushes
-//!   them to its own next-frontier queue. Two spinning barriers per
-//!   parallel level.
-//! * Smaller levels are expanded by the leader alone with plain
-//!   loads/stores while the others wait, so a long thin search (1-D, or the
-//!   first levels around a source) costs no synchronisation per level.
+//! Each array has a single writer at any time, so claiming a vertex is a
+//! plain, branch-free load/store (no atomic read-modify-write).
 //!
-//! Termination of the bidirectional search: when expanding side `S` from
-//! level `a` to `a + 1` (the other side at level `b`) finds vertices already
-//! reached by the other side, no path was shorter than `a + b + 1` (else the
-//! searches would have met before) and each such vertex lies on a path of
-//! exactly `a + 1 + b`. The level is completed and the smallest meeting index
-//! kept, so the result does not depend on the number of threads.
+//! Schedule (the same whatever the thread count, so results are identical):
+//! when both frontiers are of similar size (within a factor 2) both
+//! directions advance one level in the same step, otherwise only the smaller
+//! one does (the classic bidirectional rule). Parallelism is one thread per
+//! direction: in a two-direction step with enough work the leader expands
+//! the forward frontier while worker 1 expands the backward one, each in its
+//! own arrays (so each core mostly works in its own cache), with two
+//! barriers per step. Splitting one level across threads that write the
+//! same bitset words was measured to be slower than one thread (cache-line
+//! ping-pong), so one-direction steps, and single-source searches, run on
+//! the leader alone. All threads build the bitsets (the obstacle rule for
+//! every vertex) in parallel.
+//!
+//! Meeting: before a step, side F is at level `a`, side B at level `b`, and
+//! no vertex is reached by both, so the distance `D > a + b` (a shortest path
+//! would have a vertex at distance `<= a` from one end and `<= b` from the
+//! other). After a one-direction step, a new F vertex already reached by B
+//! proves `D = a + b + 1` (its B distance must be exactly `b`). After a
+//! two-direction step, a new vertex of one side reached by the other at the
+//! other's old level (told by its label, written during this step) proves
+//! `D = a + b + 1`; failing that, a vertex new on both sides proves
+//! `D = a + b + 2`. The smallest meeting index of the decisive kind is kept,
+//! so the path does not depend on the thread count. Meetings are only looked
+//! for once `a + b` can reach the obstacle-free distance between the
+//! sources (a lower bound of `D`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::bitset::{Labels, level_label};
+use super::bitset::{AtomicBits, Labels, level_label};
 use super::control::Reporter;
 use super::error::LatticeError;
-use super::geometry::Grid;
-use super::obstacles::{blocked_bits, blocked_by_rule, spread_bits};
+use super::geometry::{Grid, Stepper, WithStepper};
+use super::obstacles::{blocked_bits, blocked_by_rule};
 use super::parallel::{ReleaseOnPanic, SpinBarrier, split, team};
 
-/// Levels with fewer frontier vertices are expanded by the leader alone.
-pub(crate) const PAR_MIN_FRONTIER: usize = 1024;
-/// Label words initialised between two progress/cancellation checks.
-const INIT_CHUNK_WORDS: usize = 1 << 14;
+/// Two-direction steps with fewer frontier vertices in total run on the
+/// leader alone (a barrier round trip would cost more).
+pub(crate) const PAR_MIN_FRONTIER: usize = 2048;
+/// Bitset words initialised between two progress/cancellation checks.
+const INIT_CHUNK_WORDS: usize = 1 << 13;
 /// Frontier vertices expanded between two progress/cancellation checks.
 const CHECK_EVERY: u64 = 1 << 16;
 
@@ -47,6 +64,8 @@ pub(crate) struct SearchSetup<'a> {
     /// One source (single-source BFS) or two distinct ones (bidirectional).
     /// Sources are treated as open whatever the obstacle rule says.
     pub(crate) sources: &'a [u64],
+    /// A lower bound of the distance between two sources (0 if unknown).
+    pub(crate) lower_bound: u64,
     pub(crate) threads: usize,
     pub(crate) reporter: &'a Reporter<'a>,
     /// Progress range `[base, base + span]` for this search.
@@ -66,33 +85,48 @@ pub(crate) enum Outcome {
 
 pub(crate) struct Search {
     pub(crate) outcome: Outcome,
-    /// Vertices labelled (sources included).
+    /// Vertices reached (sources included).
     pub(crate) visited: u64,
+    /// Per direction; all levels below a meeting vertex's are labelled.
     pub(crate) labels: Vec<Labels>,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Plan {
-    Expand {
-        side: usize,
-        parity: usize,
-        label: u64,
-    },
+    /// Worker 1 expands the backward side, whose frontier has `label`.
+    Backward { label: u64 },
     Exit,
 }
 
-type Queue = RwLock<Vec<u64>>;
+/// A frontier queue whose buffer only grows, so pushes are branch-free.
+#[derive(Default)]
+struct Frontier {
+    data: Vec<u64>,
+    len: usize,
+}
+
+impl Frontier {
+    fn as_slice(&self) -> &[u64] {
+        &self.data[..self.len]
+    }
+}
+
+/// The queues of one direction: `cur` is the last completed level, `prev`
+/// the one before it (kept for the single-source "farthest" answer).
+#[derive(Default)]
+struct Queues {
+    cur: Frontier,
+    prev: Frontier,
+}
 
 struct Shared<'a> {
     s: &'a SearchSetup<'a>,
     threads: usize,
+    visited: Vec<AtomicBits>,
     labels: Vec<Labels>,
-    /// `bufs[side][parity][thread]`: frontier queues, double-buffered.
-    bufs: Vec<[Vec<Queue>; 2]>,
+    queues: Vec<Mutex<Queues>>,
     barrier: SpinBarrier,
     plan: Mutex<Plan>,
-    claimed: AtomicU64,
-    meet: AtomicU64,
     blocked: AtomicU64,
 }
 
@@ -100,31 +134,32 @@ pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
     let threads = s.threads.max(1);
     let sides = s.sources.len();
     debug_assert!(sides == 1 || (sides == 2 && s.sources[0] != s.sources[1]));
-    let bufs = (0..sides)
-        .map(|side| {
-            let make = |parity: usize| -> Vec<Queue> {
-                (0..threads)
-                    .map(|t| {
-                        RwLock::new(if parity == 0 && t == 0 {
-                            vec![s.sources[side]]
-                        } else {
-                            Vec::new()
-                        })
-                    })
-                    .collect()
-            };
-            [make(0), make(1)]
+    let queues = s
+        .sources
+        .iter()
+        .map(|&src| {
+            Mutex::new(Queues {
+                cur: Frontier {
+                    data: vec![src],
+                    len: 1,
+                },
+                prev: Frontier::default(),
+            })
         })
         .collect();
+    let labelled = if sides == 2 { 2 } else { 0 };
     let sh = Shared {
         s,
         threads,
-        labels: (0..sides).map(|_| Labels::new(s.grid.vertices)).collect(),
-        bufs,
+        visited: (0..sides)
+            .map(|_| AtomicBits::new(s.grid.vertices))
+            .collect(),
+        labels: (0..labelled)
+            .map(|_| Labels::new(s.grid.vertices))
+            .collect(),
+        queues,
         barrier: SpinBarrier::new(threads),
         plan: Mutex::new(Plan::Exit),
-        claimed: AtomicU64::new(0),
-        meet: AtomicU64::new(u64::MAX),
         blocked: AtomicU64::new(0),
     };
     let mut results = team(threads, |tid| {
@@ -145,21 +180,17 @@ pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
     })
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Initialises this thread's share of the label words: blocked vertices
-/// (and padding) get label 1, the rest 0; sources in the share are forced
-/// open and labelled as level 0 of their own side. Returns false if the
-/// leader saw a cancellation.
+/// Initialises this thread's share of the visited words: blocked vertices
+/// (and padding) set, the rest clear; sources in the share are forced open
+/// and marked visited on their own side. Returns false if the leader saw a
+/// cancellation.
 fn init_share(sh: &Shared<'_>, tid: usize) -> bool {
     let s = sh.s;
-    let words = sh.labels[0].word_count();
+    let words = sh.visited[0].word_count();
     let (lo, hi) = split(words as u64, sh.threads, tid);
     let (lo, hi) = (lo as usize, hi as usize);
     let vertices = s.grid.vertices;
@@ -168,14 +199,13 @@ fn init_share(sh: &Shared<'_>, tid: usize) -> bool {
     while w < hi {
         let end = (w + INIT_CHUNK_WORDS).min(hi);
         for i in w..end {
-            let first = (i as u64) * 32;
-            let bits = blocked_bits(s.seed, s.threshold, first, vertices, 32);
-            let real = vertices.saturating_sub(first).min(32);
-            let real_mask = if real == 32 { u32::MAX } else { (1u32 << real) - 1 };
-            blocked += u64::from((bits as u32 & real_mask).count_ones());
-            let spread = spread_bits(bits as u32);
-            for l in &sh.labels {
-                l.store_word(i, spread);
+            let first = (i as u64) * 64;
+            let bits = blocked_bits(s.seed, s.threshold, first, vertices, 64);
+            let real = vertices.saturating_sub(first).min(64);
+            let real_mask = if real == 64 { !0 } else { (1u64 << real) - 1 };
+            blocked += u64::from((bits & real_mask).count_ones());
+            for v in &sh.visited {
+                v.store_word(i, bits);
             }
         }
         w = end;
@@ -187,11 +217,11 @@ fn init_share(sh: &Shared<'_>, tid: usize) -> bool {
             }
         }
     }
-    let owns = |v: u64| ((v >> 5) as usize) >= lo && ((v >> 5) as usize) < hi;
+    let owns = |v: u64| ((v >> 6) as usize) >= lo && ((v >> 6) as usize) < hi;
     for &src in s.sources {
         if owns(src) {
-            for l in &sh.labels {
-                l.set(src, 0);
+            for v in &sh.visited {
+                v.set_to(src, false);
             }
             if blocked_by_rule(s.seed, s.threshold, src) {
                 blocked -= 1;
@@ -200,7 +230,7 @@ fn init_share(sh: &Shared<'_>, tid: usize) -> bool {
     }
     for (side, &src) in s.sources.iter().enumerate() {
         if owns(src) {
-            sh.labels[side].set(src, level_label(0));
+            sh.visited[side].set_to(src, true);
         }
     }
     sh.blocked.fetch_add(blocked, Relaxed);
@@ -216,15 +246,13 @@ fn worker(sh: &Shared<'_>, tid: usize) {
         if sh.barrier.is_released() {
             return;
         }
-        let plan = *sh.plan.lock().unwrap_or_else(PoisonError::into_inner);
+        let plan = *lock(&sh.plan);
         match plan {
             Plan::Exit => return,
-            Plan::Expand {
-                side,
-                parity,
-                label,
-            } => {
-                expand_share(sh, tid, side, parity, label, true);
+            Plan::Backward { label } => {
+                if tid == 1 {
+                    expand(sh, 1, Some(label));
+                }
                 sh.barrier.wait();
             }
         }
@@ -240,35 +268,42 @@ fn leader(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
     } else {
         Err(LatticeError::Cancelled)
     };
-    *sh.plan.lock().unwrap_or_else(PoisonError::into_inner) = Plan::Exit;
+    *lock(&sh.plan) = Plan::Exit;
     sh.barrier.wait();
     result
 }
 
-fn frontier_len(sh: &Shared<'_>, side: usize, parity: usize) -> usize {
-    sh.bufs[side][parity].iter().map(|q| read(q).len()).sum()
+/// Smallest new vertex of `side` reached by the other side, split by the
+/// other side's label: `(labelled other_label or no check, otherwise)`.
+fn scan_meetings(sh: &Shared<'_>, side: usize, other_label: Option<u64>) -> (u64, u64) {
+    let q = lock(&sh.queues[side]);
+    let other = &sh.visited[side ^ 1];
+    let (mut exact, mut later) = (u64::MAX, u64::MAX);
+    for &w in q.cur.as_slice() {
+        if other.get(w) {
+            match other_label {
+                Some(l) if sh.labels[side ^ 1].get(w) != l => later = later.min(w),
+                _ => exact = exact.min(w),
+            }
+        }
+    }
+    (exact, later)
 }
 
-/// The leader's loop: one level per iteration.
+/// The leader's loop: one step (one or two levels) per iteration.
 fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
     let s = sh.s;
-    let sides = sh.labels.len();
+    let sides = sh.visited.len();
     let open_total = s.grid.vertices - sh.blocked.load(Relaxed);
-    let mut parity = [0usize; 2];
     let mut level = [0u64; 2];
     let mut size = [1usize; 2];
     let mut visited = sides as u64;
     let mut since_check = 0u64;
     loop {
-        let side = if sides == 2 {
-            if size[0] == 0 || size[1] == 0 {
-                return Ok((Outcome::Unreachable, visited));
-            }
-            usize::from(size[1] < size[0])
-        } else {
-            0
-        };
-        since_check += size[side] as u64;
+        if sides == 2 && (size[0] == 0 || size[1] == 0) {
+            return Ok((Outcome::Unreachable, visited));
+        }
+        since_check += (size[0] + if sides == 2 { size[1] } else { 0 }) as u64;
         if since_check >= CHECK_EVERY {
             since_check = 0;
             let span = s.span - s.span / 10;
@@ -278,142 +313,148 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
                 return Err(LatticeError::Cancelled);
             }
         }
-        let label = level_label(level[side] + 1);
-        sh.claimed.store(0, Relaxed);
-        sh.meet.store(u64::MAX, Relaxed);
-        if sh.threads > 1 && size[side] >= PAR_MIN_FRONTIER {
-            *sh.plan.lock().unwrap_or_else(PoisonError::into_inner) = Plan::Expand {
-                side,
-                parity: parity[side],
-                label,
+        if sides == 1 {
+            let new = expand(sh, 0, None);
+            if new == 0 {
+                let q = lock(&sh.queues[0]);
+                let farthest = q
+                    .prev
+                    .as_slice()
+                    .iter()
+                    .copied()
+                    .min()
+                    .unwrap_or(s.sources[0]);
+                return Ok((
+                    Outcome::Exhausted {
+                        eccentricity: level[0],
+                        farthest,
+                    },
+                    visited,
+                ));
+            }
+            visited += new as u64;
+            level[0] += 1;
+            size[0] = new;
+            continue;
+        }
+        let (a, b) = (level[0], level[1]);
+        let (small, large) = (size[0].min(size[1]), size[0].max(size[1]));
+        if large <= 2 * small {
+            // Both directions advance one level.
+            size = if sh.threads >= 2 && size[0] + size[1] >= PAR_MIN_FRONTIER {
+                *lock(&sh.plan) = Plan::Backward {
+                    label: level_label(b),
+                };
+                sh.barrier.wait();
+                let f = expand(sh, 0, Some(level_label(a)));
+                sh.barrier.wait();
+                if sh.barrier.is_released() {
+                    // A worker panicked; the team propagates the panic.
+                    return Err(LatticeError::Cancelled);
+                }
+                [f, lock(&sh.queues[1]).cur.len]
+            } else {
+                let f = expand(sh, 0, Some(level_label(a)));
+                [f, expand(sh, 1, Some(level_label(b)))]
             };
-            sh.barrier.wait();
-            expand_share(sh, 0, side, parity[side], label, true);
-            sh.barrier.wait();
-            if sh.barrier.is_released() {
-                // A worker panicked; the panic is propagated by the team.
-                return Err(LatticeError::Cancelled);
+            level = [a + 1, b + 1];
+            visited += (size[0] + size[1]) as u64;
+            if a + b + 2 >= s.lower_bound {
+                let (f_exact, both) = scan_meetings(sh, 0, Some(level_label(b)));
+                let (b_exact, _) = scan_meetings(sh, 1, Some(level_label(a)));
+                let met = if f_exact.min(b_exact) != u64::MAX {
+                    if f_exact < b_exact {
+                        Some((f_exact, [a + 1, b]))
+                    } else {
+                        Some((b_exact, [a, b + 1]))
+                    }
+                } else if both != u64::MAX {
+                    Some((both, [a + 1, b + 1]))
+                } else {
+                    None
+                };
+                if let Some((vertex, dist)) = met {
+                    return Ok((Outcome::Met { vertex, dist }, visited));
+                }
             }
         } else {
-            expand_share(sh, 0, side, parity[side], label, false);
-            for q in &sh.bufs[side][parity[side] ^ 1][1..] {
-                write(q).clear();
+            let side = usize::from(size[1] < size[0]);
+            size[side] = expand(sh, side, Some(level_label(level[side])));
+            level[side] += 1;
+            visited += size[side] as u64;
+            if a + b + 1 >= s.lower_bound {
+                let (vertex, _) = scan_meetings(sh, side, None);
+                if vertex != u64::MAX {
+                    return Ok((Outcome::Met { vertex, dist: level }, visited));
+                }
             }
-        }
-        let next = parity[side] ^ 1;
-        let new_size = frontier_len(sh, side, next);
-        visited += sh.claimed.load(Relaxed);
-        if sides == 1 && new_size == 0 {
-            let farthest = sh.bufs[0][parity[0]]
-                .iter()
-                .filter_map(|q| read(q).iter().copied().min())
-                .min()
-                .unwrap_or(s.sources[0]);
-            return Ok((
-                Outcome::Exhausted {
-                    eccentricity: level[0],
-                    farthest,
-                },
-                visited,
-            ));
-        }
-        parity[side] = next;
-        level[side] += 1;
-        size[side] = new_size;
-        let meet = sh.meet.load(Relaxed);
-        if meet != u64::MAX {
-            return Ok((
-                Outcome::Met {
-                    vertex: meet,
-                    dist: level,
-                },
-                visited,
-            ));
         }
     }
 }
 
-/// Expands this thread's share of the frontier of `side` (all of it when
-/// `!parallel`) into its own next-frontier queue.
-fn expand_share(
-    sh: &Shared<'_>,
-    tid: usize,
-    side: usize,
-    parity: usize,
-    label: u64,
-    parallel: bool,
-) {
-    let cur: Vec<_> = sh.bufs[side][parity].iter().map(read).collect();
-    let total: usize = cur.iter().map(|q| q.len()).sum();
-    let (lo, hi) = if parallel {
-        let (a, b) = split(total as u64, sh.threads, tid);
-        (a as usize, b as usize)
-    } else {
-        (0, total)
-    };
-    let mut next = write(&sh.bufs[side][parity ^ 1][tid]);
-    next.clear();
-    let mine = &sh.labels[side];
-    let other = if sh.labels.len() == 2 {
-        Some(&sh.labels[side ^ 1])
-    } else {
-        None
-    };
-    let grid = sh.s.grid;
-    let mut meet = u64::MAX;
-    let mut pos = 0usize;
-    for q in &cur {
-        let a = lo.max(pos);
-        let b = hi.min(pos + q.len());
-        if a < b {
-            let slice = &q[a - pos..b - pos];
-            if parallel {
-                expand::<true>(grid, slice, mine, label, other, &mut next, &mut meet);
-            } else {
-                expand::<false>(grid, slice, mine, label, other, &mut next, &mut meet);
+/// Expands the frontier of `side` by one level; with `label`, the frontier
+/// vertices are labelled with it (their own level) on the way. Returns the
+/// size of the new frontier.
+fn expand(sh: &Shared<'_>, side: usize, label: Option<u64>) -> usize {
+    let mut guard = lock(&sh.queues[side]);
+    let q = &mut *guard;
+    std::mem::swap(&mut q.cur, &mut q.prev);
+    let (frontier, next) = (&q.prev, &mut q.cur);
+    next.len = sh.s.grid.with_stepper(ExpandLevel {
+        frontier: frontier.as_slice(),
+        next: &mut next.data,
+        visited: &sh.visited[side],
+        labels: label.map(|l| (&sh.labels[side], l)),
+    });
+    next.len
+}
+
+/// One level of expansion: every unvisited neighbour of `frontier` is
+/// claimed and appended to `next`; returns how many.
+struct ExpandLevel<'a> {
+    frontier: &'a [u64],
+    next: &'a mut Vec<u64>,
+    visited: &'a AtomicBits,
+    labels: Option<(&'a Labels, u64)>,
+}
+
+impl WithStepper for ExpandLevel<'_> {
+    type Output = usize;
+
+    fn run<const D: usize>(self, st: Stepper<D>) -> usize {
+        match self.labels {
+            Some((labels, label)) => {
+                expand_level(st, self.frontier, self.next, self.visited, |v| labels.set(v, label))
             }
+            None => expand_level(st, self.frontier, self.next, self.visited, |_| {}),
         }
-        pos += q.len();
-    }
-    sh.claimed.fetch_add(next.len() as u64, Relaxed);
-    if meet != u64::MAX {
-        sh.meet.fetch_min(meet, Relaxed);
     }
 }
 
 #[inline(always)]
-fn expand<const ATOMIC: bool>(
-    grid: &Grid,
+fn expand_level<const D: usize>(
+    st: Stepper<D>,
     frontier: &[u64],
-    mine: &Labels,
-    label: u64,
-    other: Option<&Labels>,
     next: &mut Vec<u64>,
-    meet: &mut u64,
-) {
-    match other {
-        Some(other) => {
-            for &v in frontier {
-                grid.neighbours(v, |w| {
-                    if mine.claim::<ATOMIC>(w, label) {
-                        next.push(w);
-                        if other.get(w) != 0 && w < *meet {
-                            *meet = w;
-                        }
-                    }
-                });
-            }
+    visited: &AtomicBits,
+    mut on_frontier: impl FnMut(u64),
+) -> usize {
+    let degree = 2 * D;
+    let mut len = 0usize;
+    let mut data: &mut [u64] = next.as_mut_slice();
+    for &v in frontier {
+        if data.len() < len + degree {
+            let grow = (len + degree).max(data.len() * 2);
+            next.resize(grow, 0);
+            data = next.as_mut_slice();
         }
-        None => {
-            for &v in frontier {
-                grid.neighbours(v, |w| {
-                    if mine.claim::<ATOMIC>(w, label) {
-                        next.push(w);
-                    }
-                });
-            }
-        }
+        on_frontier(v);
+        st.neighbours(v, |w| {
+            data[len] = w;
+            len += visited.claim(w) as usize;
+        });
     }
+    len
 }
 
 /// Walks from `from` (at distance `dist` of the labels' source) back to the
@@ -443,7 +484,9 @@ pub(crate) fn walk_back(
                 cur = w;
             }
             None => {
-                debug_assert!(false, "BFS labels lost the parent of {cur}");
+                if cfg!(debug_assertions) {
+                    panic!("BFS labels lost the parent of {cur}");
+                }
                 break;
             }
         }

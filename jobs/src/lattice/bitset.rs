@@ -8,13 +8,62 @@ pub(crate) fn bit(words: &[u64], v: u64) -> bool {
     (words[(v >> 6) as usize] >> (v & 63)) & 1 == 1
 }
 
+/// 1 bit per vertex, 64 vertices per atomic word: the visited set of one
+/// search direction, with blocked vertices (and padding past the last
+/// vertex) pre-set. This is the array the BFS hot loop probes `2d` times per
+/// vertex, so it is kept as small as possible.
+pub(crate) struct AtomicBits {
+    words: Vec<AtomicU64>,
+}
+
+impl AtomicBits {
+    /// `bits` bits, all zero.
+    pub(crate) fn new(bits: u64) -> Self {
+        let n = bits.div_ceil(64) as usize;
+        AtomicBits {
+            words: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub(crate) fn word_count(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Overwrites word `i` (bits `64 i .. 64 i + 63`).
+    #[inline]
+    pub(crate) fn store_word(&self, i: usize, value: u64) {
+        self.words[i].store(value, Relaxed);
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(&self, v: u64) -> bool {
+        (self.words[(v >> 6) as usize].load(Relaxed) >> (v & 63)) & 1 == 1
+    }
+
+    pub(crate) fn set_to(&self, v: u64, on: bool) {
+        let w = &self.words[(v >> 6) as usize];
+        let cur = w.load(Relaxed) & !(1 << (v & 63));
+        w.store(cur | (u64::from(on) << (v & 63)), Relaxed);
+    }
+
+    /// Sets bit `v` and returns 1 if it was clear, else 0. Branch-free (the
+    /// word is always written back); only for the single thread that owns
+    /// this array (others may read it meanwhile).
+    #[inline(always)]
+    pub(crate) fn claim(&self, v: u64) -> u64 {
+        let w = &self.words[(v >> 6) as usize];
+        let cur = w.load(Relaxed);
+        let bit = 1u64 << (v & 63);
+        w.store(cur | bit, Relaxed);
+        u64::from(cur & bit == 0)
+    }
+}
+
 /// 2 bits per vertex, 32 vertices per atomic word: `0` = not reached,
-/// `1 + (distance mod 3)` = reached at that distance. Blocked vertices (and
-/// padding past the last vertex) are pre-marked `1`, so the BFS hot loop tests
-/// a single word per neighbour; path reconstruction re-checks the obstacle
-/// rule. Knowing `distance mod 3` is enough to walk back: the neighbours of
-/// a vertex at distance `L` are at `L - 1`, `L` or `L + 1`, three distinct
-/// residues.
+/// `1 + (distance mod 3)` = reached at that distance. Written once per
+/// reached vertex, read to detect meetings and to walk a path back: the
+/// neighbours of a vertex at distance `L` are at `L - 1`, `L` or `L + 1`,
+/// three distinct residues, so `distance mod 3` is enough.
 pub(crate) struct Labels {
     words: Vec<AtomicU64>,
 }
@@ -28,46 +77,18 @@ impl Labels {
         }
     }
 
-    pub(crate) fn word_count(&self) -> usize {
-        self.words.len()
-    }
-
-    /// Overwrites word `i` (fields `32 i .. 32 i + 31`).
-    #[inline]
-    pub(crate) fn store_word(&self, i: usize, value: u64) {
-        self.words[i].store(value, Relaxed);
-    }
-
     #[inline(always)]
     pub(crate) fn get(&self, v: u64) -> u64 {
         (self.words[(v >> 5) as usize].load(Relaxed) >> ((v & 31) * 2)) & 3
     }
 
-    /// Sets the field of `v` to `label` (any previous value).
+    /// Sets the field of `v` to `label` (any previous value); single writer.
+    #[inline(always)]
     pub(crate) fn set(&self, v: u64, label: u64) {
         let sh = (v & 31) * 2;
         let w = &self.words[(v >> 5) as usize];
         let cur = w.load(Relaxed);
         w.store((cur & !(3 << sh)) | (label << sh), Relaxed);
-    }
-
-    /// Claims `v` with `label` if its field is 0; returns true if this call
-    /// claimed it. `ATOMIC` selects a `fetch_or` (several threads expanding
-    /// the same level) or a plain load/store (one thread).
-    #[inline(always)]
-    pub(crate) fn claim<const ATOMIC: bool>(&self, v: u64, label: u64) -> bool {
-        let sh = (v & 31) * 2;
-        let w = &self.words[(v >> 5) as usize];
-        let cur = w.load(Relaxed);
-        if (cur >> sh) & 3 != 0 {
-            return false;
-        }
-        if ATOMIC {
-            (w.fetch_or(label << sh, Relaxed) >> sh) & 3 == 0
-        } else {
-            w.store(cur | (label << sh), Relaxed);
-            true
-        }
     }
 }
 
@@ -82,23 +103,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_claim_and_get() {
+    fn labels_and_bits() {
         let l = Labels::new(100);
-        assert_eq!(l.word_count(), 4);
-        assert!(l.claim::<false>(5, 2));
-        assert!(!l.claim::<false>(5, 3));
-        assert!(l.claim::<true>(6, 3));
-        assert!(!l.claim::<true>(6, 1));
+        l.set(5, 2);
+        l.set(6, 3);
         assert_eq!(l.get(5), 2);
         assert_eq!(l.get(6), 3);
         assert_eq!(l.get(7), 0);
         l.set(5, 0);
         assert_eq!(l.get(5), 0);
         assert_eq!(l.get(6), 3);
-        l.store_word(3, u64::MAX);
-        assert_eq!(l.get(99), 3);
         assert_eq!(level_label(0), 1);
         assert_eq!(level_label(4), 2);
+        let b = AtomicBits::new(130);
+        assert_eq!(b.word_count(), 3);
+        assert_eq!(b.claim(70), 1);
+        assert_eq!(b.claim(70), 0);
+        assert!(b.get(70) && !b.get(71));
+        b.set_to(70, false);
+        assert!(!b.get(70));
+        b.store_word(2, 1);
+        assert!(b.get(128));
     }
 
     #[test]

@@ -4,48 +4,92 @@
 
 use super::spec::{LatticeSpec, MAX_DIMENSIONS};
 
-/// Exact `x / n` for every `u64` `x`, without a hardware division when
-/// possible (Granlund & Montgomery, "round-up" method with a 65-bit
-/// multiplier whose top bit is implicit).
+/// Exact `x / n` for `x < 2^63` and `2 <= n <= 2^63`, as a multiplication
+/// (Granlund & Montgomery's "round-up" method with a 65-bit multiplier whose
+/// top bit is implicit): `m = ceil(2^(64+l) / n) - 2^64`, `l = ceil(log2 n)`,
+/// `x / n = (x + mulhi(x, m)) >> l` (`m = 0` for powers of two). Vertex
+/// indices are far below 2^63 (the engine refuses more than 2^34 vertices).
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum FastDiv {
-    Pow2 { shift: u32 },
-    /// `m = ceil(2^(64+l) / n) - 2^64`, `l = ceil(log2 n)`.
-    Magic { m: u64, l: u32 },
-    Hardware { n: u64 },
+pub(crate) struct FastDiv {
+    m: u64,
+    l: u32,
 }
 
 impl FastDiv {
     pub(crate) fn new(n: u64) -> Self {
-        assert!(n >= 1, "division by zero");
-        if n.is_power_of_two() {
-            return FastDiv::Pow2 {
-                shift: n.trailing_zeros(),
-            };
-        }
+        assert!((2..=1 << 63).contains(&n), "FastDiv needs 2 <= n <= 2^63");
         let l = 64 - (n - 1).leading_zeros();
-        if l <= 63 {
-            let m_full = (1u128 << (64 + l)) / u128::from(n) + 1;
-            FastDiv::Magic {
-                m: (m_full - (1u128 << 64)) as u64,
-                l,
-            }
-        } else {
-            FastDiv::Hardware { n }
+        let m_full = (1u128 << (64 + l)).div_ceil(u128::from(n));
+        FastDiv {
+            m: (m_full - (1u128 << 64)) as u64,
+            l,
         }
     }
 
+    /// `x / n` for `x < 2^63`.
     #[inline(always)]
     pub(crate) fn div(&self, x: u64) -> u64 {
-        match *self {
-            FastDiv::Pow2 { shift } => x >> shift,
-            FastDiv::Magic { m, l } => {
-                let hi = (u128::from(x) * u128::from(m)) >> 64;
-                ((u128::from(x) + hi) >> l) as u64
-            }
-            FastDiv::Hardware { n } => x / n,
+        let hi = ((u128::from(x) * u128::from(self.m)) >> 64) as u64;
+        (x + hi) >> self.l
+    }
+}
+
+/// Neighbour enumeration with the dimension as a constant, so the per-axis
+/// loop unrolls and strides stay in registers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stepper<const D: usize> {
+    n: u64,
+    div: FastDiv,
+    wrap: bool,
+    strides: [u64; D],
+}
+
+impl<const D: usize> Stepper<D> {
+    fn new(grid: &Grid) -> Self {
+        debug_assert_eq!(grid.d, D);
+        let mut strides = [0u64; D];
+        strides.copy_from_slice(&grid.strides[..D]);
+        Stepper {
+            n: grid.n,
+            div: grid.div,
+            wrap: grid.wrap,
+            strides,
         }
     }
+
+    /// Same order as [`Grid::neighbours`].
+    #[inline(always)]
+    pub(crate) fn neighbours(&self, v: u64, mut f: impl FnMut(u64)) {
+        let n = self.n;
+        let mut q = v;
+        for k in 0..D {
+            let c = if k + 1 < D {
+                let nq = self.div.div(q);
+                let c = q - nq * n;
+                q = nq;
+                c
+            } else {
+                q
+            };
+            let s = self.strides[k];
+            if c > 0 {
+                f(v - s);
+            } else if self.wrap {
+                f(v + (n - 1) * s);
+            }
+            if c + 1 < n {
+                f(v + s);
+            } else if self.wrap {
+                f(v - (n - 1) * s);
+            }
+        }
+    }
+}
+
+/// Something to run with a [`Stepper`] of the lattice's dimension.
+pub(crate) trait WithStepper {
+    type Output;
+    fn run<const D: usize>(self, stepper: Stepper<D>) -> Self::Output;
 }
 
 /// The lattice as index arithmetic.
@@ -61,6 +105,7 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
+    /// Only for lattices within the engine's vertex ceiling (`n <= 2^63`).
     pub(crate) fn new(spec: &LatticeSpec) -> Self {
         let d = spec.dimensions() as usize;
         let n = spec.size();
@@ -77,6 +122,22 @@ impl Grid {
             strides,
             wrap: spec.wraps(),
             div: FastDiv::new(n),
+        }
+    }
+
+    /// Calls `job` with the [`Stepper`] for this dimension.
+    pub(crate) fn with_stepper<J: WithStepper>(&self, job: J) -> J::Output {
+        match self.d {
+            1 => job.run(Stepper::<1>::new(self)),
+            2 => job.run(Stepper::<2>::new(self)),
+            3 => job.run(Stepper::<3>::new(self)),
+            4 => job.run(Stepper::<4>::new(self)),
+            5 => job.run(Stepper::<5>::new(self)),
+            6 => job.run(Stepper::<6>::new(self)),
+            7 => job.run(Stepper::<7>::new(self)),
+            8 => job.run(Stepper::<8>::new(self)),
+            9 => job.run(Stepper::<9>::new(self)),
+            _ => job.run(Stepper::<10>::new(self)),
         }
     }
 
@@ -152,23 +213,58 @@ mod tests {
             5,
             7,
             10,
+            16,
             40,
             100,
             200,
             641,
             1000,
+            1 << 20,
             (1 << 32) + 1,
             u64::MAX / 3,
-            (1 << 63) + 1,
-            u64::MAX,
+            1 << 62,
+            (1 << 62) + 1,
+            1 << 63,
         ];
+        let limit = 1u64 << 63;
         for &n in &divisors {
             let fd = FastDiv::new(n);
-            let mut probes = vec![0u64, 1, n - 1, n, n.saturating_add(1), u64::MAX, u64::MAX - 1];
-            probes.extend((0..2000).map(splitmix64));
-            probes.extend((0..2000).map(|i| splitmix64(i) >> (i % 64)));
-            for x in probes {
+            let mut probes = vec![0u64, 1, n - 1, n, n + 1, limit - 1, limit - 2];
+            probes.extend((0..3000).map(|i| splitmix64(i) >> 1));
+            probes.extend((0..3000).map(|i| splitmix64(i) >> (1 + i % 63)));
+            for x in probes.into_iter().filter(|&x| x < limit) {
                 assert_eq!(fd.div(x), x / n, "x={x} n={n}");
+            }
+        }
+    }
+
+    #[test]
+    fn stepper_matches_grid() {
+        struct Collect(Vec<u64>);
+        impl WithStepper for &mut Collect {
+            type Output = Vec<Vec<u64>>;
+            fn run<const D: usize>(self, st: Stepper<D>) -> Vec<Vec<u64>> {
+                self.0
+                    .iter()
+                    .map(|&v| {
+                        let mut out = Vec::new();
+                        st.neighbours(v, |w| out.push(w));
+                        out
+                    })
+                    .collect()
+            }
+        }
+        for boundary in [Boundary::Open, Boundary::Periodic] {
+            for (d, n) in [(1u32, 9u64), (2, 5), (3, 4), (4, 3), (6, 2), (10, 3)] {
+                let spec = LatticeSpec::new(d, n, 0.0, 0, boundary).unwrap();
+                let g = Grid::new(&spec);
+                let vs: Vec<u64> = (0..spec.vertices().min(5000)).collect();
+                let got = g.with_stepper(&mut Collect(vs.clone()));
+                for (v, got) in vs.iter().zip(got) {
+                    let mut want = Vec::new();
+                    g.neighbours(*v, |w| want.push(w));
+                    assert_eq!(got, want, "d={d} n={n} v={v}");
+                }
             }
         }
     }

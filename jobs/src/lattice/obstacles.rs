@@ -57,19 +57,6 @@ pub(crate) fn blocked_bits(seed: u64, threshold: u64, first: u64, end: u64, coun
     word
 }
 
-/// Spreads the 32 bits of `x` to the even bit positions of a `u64`
-/// (bit `i` -> bit `2i`), i.e. one 2-bit field with value `01` per set bit.
-#[inline]
-pub(crate) fn spread_bits(x: u32) -> u64 {
-    let mut x = u64::from(x);
-    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
-    x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
-    x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
-    x = (x | (x << 2)) & 0x3333_3333_3333_3333;
-    x = (x | (x << 1)) & 0x5555_5555_5555_5555;
-    x
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,13 +98,5 @@ mod tests {
         assert_eq!(blocked_bits(7, 0, 0, 150, 64), 0);
         assert_eq!(blocked_bits(7, 0, 128, 150, 64), !0u64 << 22);
         assert_eq!(blocked_bits(7, 0, 128, 150, 32), 0xFFFF_FFFF & (!0u64 << 22));
-    }
-
-    #[test]
-    fn spread() {
-        assert_eq!(spread_bits(0), 0);
-        assert_eq!(spread_bits(1), 1);
-        assert_eq!(spread_bits(0b1011), 0b0100_0101);
-        assert_eq!(spread_bits(u32::MAX), 0x5555_5555_5555_5555);
     }
 }

@@ -2,6 +2,7 @@
 //! range splitting.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::control::Control;
@@ -58,16 +59,24 @@ where
     }
 }
 
-/// A barrier for a fixed team that spins briefly, then yields, then sleeps
-/// (workers may wait a long time while the leader runs small BFS levels on
-/// its own). [`release`](Self::release) opens it for good (used when a
-/// thread panics, so nobody waits forever).
+/// A barrier for a fixed team: spins briefly (a balanced BFS step leaves
+/// the threads microseconds apart), then yields, then sleeps on a condition
+/// variable (workers may wait a long time while the leader runs small
+/// levels alone, and on a busy machine a spinning thread would steal the
+/// core its partner needs). [`release`](Self::release) opens it for good
+/// (used when a thread panics, so nobody waits forever).
 pub(crate) struct SpinBarrier {
     parties: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
     released: AtomicBool,
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
 }
+
+const SPINS: u32 = 4000;
+const YIELDS: u32 = 50;
 
 impl SpinBarrier {
     pub(crate) fn new(parties: usize) -> Self {
@@ -76,42 +85,64 @@ impl SpinBarrier {
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
             released: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
         }
+    }
+
+    fn passed(&self, generation: usize) -> bool {
+        self.generation.load(Ordering::SeqCst) != generation
+            || self.released.load(Ordering::SeqCst)
     }
 
     pub(crate) fn wait(&self) {
         if self.parties == 1 {
             return;
         }
-        let generation = self.generation.load(Ordering::Acquire);
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.fetch_add(1, Ordering::Release);
+        let generation = self.generation.load(Ordering::SeqCst);
+        if self.arrived.fetch_add(1, Ordering::SeqCst) + 1 == self.parties {
+            self.arrived.store(0, Ordering::SeqCst);
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            if self.sleepers.load(Ordering::SeqCst) > 0 {
+                let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+                self.wake.notify_all();
+            }
             return;
         }
-        let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == generation {
-            if self.released.load(Ordering::Acquire) {
+        for _ in 0..SPINS {
+            if self.passed(generation) {
                 return;
             }
-            spins = spins.saturating_add(1);
-            if spins < 20_000 {
-                std::hint::spin_loop();
-            } else if spins < 21_000 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
-            }
+            std::hint::spin_loop();
         }
+        for _ in 0..YIELDS {
+            if self.passed(generation) {
+                return;
+            }
+            std::thread::yield_now();
+        }
+        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        while !self.passed(generation) {
+            guard = self
+                .wake
+                .wait_timeout(guard, Duration::from_millis(1))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Opens the barrier permanently.
     pub(crate) fn release(&self) {
-        self.released.store(true, Ordering::Release);
+        self.released.store(true, Ordering::SeqCst);
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wake.notify_all();
     }
 
     pub(crate) fn is_released(&self) -> bool {
-        self.released.load(Ordering::Acquire)
+        self.released.load(Ordering::SeqCst)
     }
 }
 

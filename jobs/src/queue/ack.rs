@@ -16,7 +16,10 @@ use futures::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 
-use super::{config::ConsumerConfig, entry::JobMeta, error::QueueError, keys::QueueKeys, ops};
+use super::{
+    config::ConsumerConfig, entry::JobMeta, error::QueueError, keys::QueueKeys,
+    maintenance::AbortOnDrop, ops,
+};
 
 /// Layer added by [`RedisStreamBackend`](super::RedisStreamBackend) around the worker's
 /// service (outside the user's middleware, so it sees the final result of timeouts,
@@ -136,10 +139,12 @@ where
         biased;
         result = &mut fut => result,
         () = tokio::time::sleep(interval) => {
-            let beating = tokio::spawn(heartbeats(shared.clone(), meta.stream_id.clone()));
-            let result = (&mut fut).await;
-            beating.abort();
-            result
+            // Aborted when the job ends, and also when its future is dropped (shutdown
+            // timeout): a job that no longer runs must not keep its claim.
+            let _beating = AbortOnDrop(
+                tokio::spawn(heartbeats(shared.clone(), meta.stream_id.clone())).abort_handle(),
+            );
+            (&mut fut).await
         }
     };
     result.map_err(Into::into)

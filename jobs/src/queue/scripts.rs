@@ -165,11 +165,18 @@ return {#due, wait}
 /// ARGV: group, claiming consumer, min idle ms, cursor, count, max attempts, dead max length.
 /// Claims entries idle longer than min idle (their consumer died or hung), counts the lost
 /// attempt, and puts them back at the end of the stream, or dead-letters them when no attempt
-/// is left. Returns `{next cursor, requeued, {{dead id, {fields...}}...}}`.
+/// is left. Returns `{next cursor, requeued, {{dead id, {fields...}}...}}` (nothing yet
+/// when the group does not exist).
 pub(crate) static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+if type(r) == 'table' and r.err then
+  if string.find(r.err, 'NOGROUP', 1, true) then
+    return {'0-0', 0, {}}
+  end
+  return r
+end
 local tag = string.sub(KEYS[1], 1, #KEYS[1] - 7)
 local requeued, dead = 0, {}
 for _, entry in ipairs(r[2]) do

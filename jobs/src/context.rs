@@ -1,0 +1,41 @@
+//! What handlers share: the database pool, the queue client, Redis for notifications,
+//! and the settings of the services they talk to.
+
+use catalytic_db::Pool;
+
+use crate::queue::QueueClient;
+
+/// Settings a worker reads from its environment (see `catalytic-worker --help`).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `DATABASE_POOL_SIZE` (default 8).
+    pub database_pool_size: usize,
+    /// `REDIS_URL`.
+    pub redis_url: String,
+    /// `REDIS_KEY_PREFIX` (default empty): must match the API's.
+    pub redis_key_prefix: String,
+}
+
+/// Shared by every handler invocation of one worker process.
+#[derive(Clone)]
+pub struct HandlerContext {
+    pub db: Pool,
+    pub queue: QueueClient,
+    pub config: WorkerConfig,
+}
+
+impl HandlerContext {
+    /// Builds the pools; connections open lazily, so a dependency down at start is
+    /// retried per job rather than fatal.
+    pub fn connect(config: &WorkerConfig) -> anyhow::Result<Self> {
+        let db = Pool::new(&config.database_url, config.database_pool_size)?;
+        let queue = QueueClient::new(&config.redis_url, &config.redis_key_prefix)?;
+        Ok(Self {
+            db,
+            queue,
+            config: config.clone(),
+        })
+    }
+}

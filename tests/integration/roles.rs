@@ -1,0 +1,102 @@
+//! The role table, enforced: every authenticated operation called by every role.
+
+use catalytic_api::auth::roles::RULES;
+use catalytic_db::users::Role;
+use catalytic_tests::{Owner, TestApp};
+use serde_json::{Value, json};
+
+/// Calls `operation_id` as `token`, preparing whatever target it needs with `owner`.
+async fn call(app: &TestApp, owner: &Owner, op: &str, token: &str) -> reqwest::StatusCode {
+    let c = &app.client;
+    match op {
+        "auth_me" => app.get("/api/auth/me", token).await.status(),
+        "auth_logout" => app.post("/api/auth/logout", token, json!({})).await.status(),
+        "users_list" => app.get("/api/users", token).await.status(),
+        "users_create" => app
+            .post(
+                "/api/users",
+                token,
+                json!({"email": format!("{}@example.com", uuid::Uuid::new_v4()), "first_name": "R",
+                       "last_name": "T", "role": "viewer"}),
+            )
+            .await
+            .status(),
+        "users_update" => {
+            let (target, _) = app.user_with_role(owner, "viewer").await;
+            c.patch(app.url(&format!("/api/users/{target}")))
+                .bearer_auth(token)
+                .json(&json!({"is_active": true}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+        "users_delete" => {
+            let (target, _) = app.user_with_role(owner, "viewer").await;
+            c.delete(app.url(&format!("/api/users/{target}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+        "api_keys_create" => app
+            .post("/api/api-keys", token, json!({"name": "k", "role": "viewer"}))
+            .await
+            .status(),
+        "api_keys_list" => app.get("/api/api-keys", token).await.status(),
+        "api_keys_delete" => {
+            let b: Value = app
+                .post("/api/api-keys", &owner.access, json!({"name": "victim", "role": "viewer"}))
+                .await
+                .json()
+                .await
+                .unwrap();
+            c.delete(app.url(&format!("/api/api-keys/{}", b["id"].as_str().unwrap())))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+        "audit_logs_list" => app.get("/api/audit-logs", token).await.status(),
+        other => panic!("the role test has no call for {other}: add one"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_answers_403_exactly_to_the_roles_below_its_minimum() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+    let mut failures = Vec::new();
+    for rule in RULES {
+        for role in Role::ALL {
+            // A fresh user per call: logout and role changes must not leak between calls.
+            let (_, token) = app.user_with_role(&owner, role.as_str()).await;
+            let status = call(&app, &owner, rule.operation_id, &token).await;
+            let allowed = !rule.platform_admin && role.at_least(rule.min_role);
+            let ok = if allowed {
+                status != 403 && (status.is_success() || status == 404)
+            } else {
+                status == 403 || (rule.platform_admin && status == 404)
+            };
+            if !ok {
+                failures.push(format!("{} as {}: {status}", rule.operation_id, role));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "role table violated:\n{}", failures.join("\n"));
+    app.cleanup().await;
+}
+
+#[test]
+fn the_readme_prints_the_role_table_the_code_enforces() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let table = catalytic_api::auth::roles::markdown_table();
+    assert!(
+        readme.contains(table.trim()),
+        "README role table drifted; regenerate with `cargo run -q -p catalytic-api -- roles`"
+    );
+}

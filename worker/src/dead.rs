@@ -1,0 +1,78 @@
+//! `catalytic-worker dead list|retry`.
+
+use catalytic_jobs::{QueueName, queue::QueueClient};
+
+use crate::{cli::DeadCommand, config::Common};
+
+fn queues(filter: Option<&String>) -> anyhow::Result<Vec<QueueName>> {
+    match filter {
+        None => Ok(QueueName::ALL.to_vec()),
+        Some(q) => Ok(vec![
+            q.parse::<QueueName>()
+                .map_err(|e| anyhow::anyhow!("--queue: {e}"))?,
+        ]),
+    }
+}
+
+pub async fn run(common: Common, command: DeadCommand) -> anyhow::Result<()> {
+    let client = QueueClient::connect(&common.redis_url, &common.queue_prefix).await?;
+    match command {
+        DeadCommand::List { queue, limit, json } => {
+            for q in queues(queue.as_ref())? {
+                for entry in client.dead_list(q.as_str(), limit).await? {
+                    let payload: serde_json::Value = serde_json::from_slice(&entry.payload)
+                        .unwrap_or_else(|_| {
+                            serde_json::Value::String(
+                                String::from_utf8_lossy(&entry.payload).into_owned(),
+                            )
+                        });
+                    if json {
+                        let line = serde_json::json!({
+                            "queue": q.as_str(),
+                            "id": entry.id,
+                            "job_id": entry.job_id,
+                            "attempts": entry.attempts,
+                            "failed_at": entry.failed_at.to_rfc3339(),
+                            "error": entry.error,
+                            "payload": payload,
+                        });
+                        println!("{line}");
+                    } else {
+                        println!(
+                            "{:<9} {}  attempts={}  failed_at={}  job={}\n          error: {}\n          payload: {}",
+                            q.as_str(),
+                            entry.id,
+                            entry.attempts,
+                            entry.failed_at.to_rfc3339(),
+                            entry.job_id,
+                            entry.error,
+                            payload,
+                        );
+                    }
+                }
+            }
+        }
+        DeadCommand::Retry { id, all, queue } => {
+            let queues = queues(queue.as_ref())?;
+            if all {
+                for q in queues {
+                    let n = client.dead_retry_all(q.as_str()).await?;
+                    println!("{}: re-drove {n}", q.as_str());
+                }
+            } else if let Some(id) = id {
+                let mut found = false;
+                for q in queues {
+                    if client.dead_retry(q.as_str(), &id).await? {
+                        println!("{}: re-drove {id}", q.as_str());
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    anyhow::bail!("no dead entry {id}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
