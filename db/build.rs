@@ -25,11 +25,18 @@ fn main() {
     let mut h: u64 = 0xcbf29ce484222325;
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
-        let name = f.strip_prefix(&dir).unwrap_or(f).to_string_lossy().into_owned();
+        let name = f
+            .strip_prefix(&dir)
+            .unwrap_or(f)
+            .to_string_lossy()
+            .into_owned();
         for b in name.bytes().chain(std::fs::read(f).unwrap_or_default()) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x100000001b3);
         }
     }
-    println!("cargo:rustc-env=CATALYTIC_MIGRATIONS_HASH={:012x}", h & 0xffff_ffff_ffff);
+    println!(
+        "cargo:rustc-env=CATALYTIC_MIGRATIONS_HASH={:012x}",
+        h & 0xffff_ffff_ffff
+    );
 }

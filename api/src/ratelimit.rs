@@ -28,7 +28,7 @@ pub struct RateInfo {
 }
 
 // KEYS[1] rate key, KEYS[2] denylist key ("" to skip), KEYS[3] user revocation key ("" to skip)
-// ARGV[1] limit per minute, ARGV[2] token iat (seconds; 0 to skip)
+// ARGV[1] limit per minute, ARGV[2] token issue time (unix ms; 0 to skip)
 // Returns {verdict, remaining, reset_ms, retry_after_ms}; verdict 0 ok, 1 denied,
 // 2 stale, 3 limited.
 static GATE: LazyLock<Script> = LazyLock::new(|| {
@@ -70,7 +70,7 @@ pub async fn gate<C: redis::aio::ConnectionLike + Send>(
     rate_key: &str,
     deny_key: Option<&str>,
     revocation_key: Option<&str>,
-    token_iat: i64,
+    token_issued_ms: i64,
     limit_per_minute: u32,
 ) -> redis::RedisResult<(Verdict, RateInfo)> {
     let limit = limit_per_minute.max(1);
@@ -79,7 +79,7 @@ pub async fn gate<C: redis::aio::ConnectionLike + Send>(
         .key(deny_key.unwrap_or(""))
         .key(revocation_key.unwrap_or(""))
         .arg(limit)
-        .arg(token_iat)
+        .arg(token_issued_ms)
         .invoke_async(conn)
         .await?;
     let verdict = match code {

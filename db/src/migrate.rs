@@ -75,6 +75,5 @@ pub async fn status(url: &str) -> DbResult<MigrationStatus> {
     })
 }
 
-
 /// A fingerprint of every migration file (computed at build time).
 pub const FINGERPRINT: &str = env!("CATALYTIC_MIGRATIONS_HASH");

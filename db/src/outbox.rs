@@ -88,7 +88,11 @@ pub async fn list_for_tenant(conn: &mut Conn, tenant: TenantId) -> DbResult<Vec<
 }
 
 /// Pending emails untouched since `older_than` (the sweeper re-pushes them).
-pub async fn stale_pending(conn: &mut Conn, older_than: DateTime<Utc>, limit: i64) -> DbResult<Vec<EmailId>> {
+pub async fn stale_pending(
+    conn: &mut Conn,
+    older_than: DateTime<Utc>,
+    limit: i64,
+) -> DbResult<Vec<EmailId>> {
     Ok(email_outbox::table
         .filter(
             email_outbox::status

@@ -103,7 +103,9 @@ pub async fn create(admin_url: &str, name: &str, template: Option<&str>) -> DbRe
             }
         }
     }
-    Err(last.map(DbError::from).unwrap_or(DbError::Other("create failed".into())))
+    Err(last
+        .map(DbError::from)
+        .unwrap_or(DbError::Other("create failed".into())))
 }
 
 /// Drops database `name`, disconnecting its sessions.

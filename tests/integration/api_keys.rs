@@ -8,7 +8,11 @@ async fn an_api_key_is_shown_once_stored_hashed_and_authenticates_until_revoked(
     let app = TestApp::spawn().await;
     let owner = app.tenant().await;
     let resp = app
-        .post("/api/api-keys", &owner.access, json!({"name": "ci", "role": "viewer"}))
+        .post(
+            "/api/api-keys",
+            &owner.access,
+            json!({"name": "ci", "role": "viewer"}),
+        )
         .await;
     assert_eq!(resp.status(), 201);
     let b: Value = resp.json().await.unwrap();
@@ -17,7 +21,12 @@ async fn an_api_key_is_shown_once_stored_hashed_and_authenticates_until_revoked(
     assert!(key.starts_with("cat_") && key.len() > 30);
     assert!(key.starts_with(b["prefix"].as_str().unwrap()));
 
-    let list: Value = app.get("/api/api-keys", &owner.access).await.json().await.unwrap();
+    let list: Value = app
+        .get("/api/api-keys", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     let listed = &list["items"][0];
     assert_eq!(listed["name"], "ci");
     assert!(listed.get("key").is_none(), "listing never shows the key");
@@ -72,14 +81,22 @@ async fn an_api_key_is_shown_once_stored_hashed_and_authenticates_until_revoked(
         .await
         .unwrap();
     assert_eq!(me.status(), 401);
-    let logs: Value = app.get("/api/audit-logs", &owner.access).await.json().await.unwrap();
+    let logs: Value = app
+        .get("/api/audit-logs", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     let actions: Vec<&str> = logs["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert!(actions.contains(&"api_key.created") && actions.contains(&"api_key.revoked"), "{actions:?}");
+    assert!(
+        actions.contains(&"api_key.created") && actions.contains(&"api_key.revoked"),
+        "{actions:?}"
+    );
     app.cleanup().await;
 }
 
@@ -97,7 +114,11 @@ async fn expired_keys_and_unknown_keys_are_refused() {
     assert_eq!(resp.status(), 422);
     let soon = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
     let b: Value = app
-        .post("/api/api-keys", &owner.access, json!({"name": "soon", "expires_at": soon}))
+        .post(
+            "/api/api-keys",
+            &owner.access,
+            json!({"name": "soon", "expires_at": soon}),
+        )
         .await
         .json()
         .await

@@ -15,7 +15,9 @@ async fn register_creates_tenant_owner_free_subscription_and_welcome_email_in_on
     let pool = app.pool();
     let mut conn = pool.get().await.unwrap();
     let tenant: catalytic_db::ids::TenantId = owner.tenant_id.parse().unwrap();
-    let (sub, plan) = catalytic_db::plans::for_tenant(&mut conn, tenant).await.unwrap();
+    let (sub, plan) = catalytic_db::plans::for_tenant(&mut conn, tenant)
+        .await
+        .unwrap();
     assert_eq!(plan.code, "free");
     assert_eq!(sub.status, "active");
     let users = catalytic_db::users::list(&mut conn, tenant).await.unwrap();
@@ -23,7 +25,9 @@ async fn register_creates_tenant_owner_free_subscription_and_welcome_email_in_on
     assert_eq!(users[0].email, "founder@acme.io");
     assert_eq!(users[0].role, "owner");
     assert!(users[0].password_hash.starts_with("$argon2id$"));
-    let mails = catalytic_db::outbox::list_for_tenant(&mut conn, tenant).await.unwrap();
+    let mails = catalytic_db::outbox::list_for_tenant(&mut conn, tenant)
+        .await
+        .unwrap();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].template, "welcome");
     assert_eq!(mails[0].to_address, "founder@acme.io");
@@ -51,9 +55,13 @@ async fn register_with_a_paid_plan_stays_on_free_until_checkout() {
     let pool = app.pool();
     let mut conn = pool.get().await.unwrap();
     let tenant: catalytic_db::ids::TenantId = b["tenant_id"].as_str().unwrap().parse().unwrap();
-    let (sub, plan) = catalytic_db::plans::for_tenant(&mut conn, tenant).await.unwrap();
+    let (sub, plan) = catalytic_db::plans::for_tenant(&mut conn, tenant)
+        .await
+        .unwrap();
     assert_eq!(plan.code, "free");
-    let starter = catalytic_db::plans::by_code(&mut conn, "starter").await.unwrap();
+    let starter = catalytic_db::plans::by_code(&mut conn, "starter")
+        .await
+        .unwrap();
     assert_eq!(sub.pending_plan_id, Some(starter.id));
 
     let resp = app
@@ -88,7 +96,10 @@ async fn register_refuses_weak_passwords_with_field_errors_and_duplicate_emails_
         let b: Value = resp.json().await.unwrap();
         assert_eq!(b["type"], "validation_error");
         assert_eq!(b["errors"][0]["field"], "password");
-        assert!(b["errors"][0]["message"].as_str().unwrap().contains(needle), "{b}");
+        assert!(
+            b["errors"][0]["message"].as_str().unwrap().contains(needle),
+            "{b}"
+        );
     }
     app.register("C", "dup@b.io").await;
     let resp = app
@@ -114,10 +125,16 @@ async fn login_succeeds_and_wrong_email_or_password_answer_the_same_401() {
     assert_eq!(me["tenant"]["plan_code"], "free");
 
     let wrong_pw = app
-        .post_anon("/api/auth/login", json!({"email": owner.email, "password": "Wr0ngpassword"}))
+        .post_anon(
+            "/api/auth/login",
+            json!({"email": owner.email, "password": "Wr0ngpassword"}),
+        )
         .await;
     let wrong_email = app
-        .post_anon("/api/auth/login", json!({"email": "nobody@nowhere.io", "password": "Wr0ngpassword"}))
+        .post_anon(
+            "/api/auth/login",
+            json!({"email": "nobody@nowhere.io", "password": "Wr0ngpassword"}),
+        )
         .await;
     assert_eq!(wrong_pw.status(), 401);
     assert_eq!(wrong_email.status(), 401);
@@ -132,8 +149,11 @@ async fn login_succeeds_and_wrong_email_or_password_answer_the_same_401() {
         let app = &app;
         async move {
             let t = std::time::Instant::now();
-            app.post_anon("/api/auth/login", json!({"email": email, "password": "Wr0ngpassword"}))
-                .await;
+            app.post_anon(
+                "/api/auth/login",
+                json!({"email": email, "password": "Wr0ngpassword"}),
+            )
+            .await;
             t.elapsed()
         }
     };
@@ -141,7 +161,10 @@ async fn login_succeeds_and_wrong_email_or_password_answer_the_same_401() {
     let known = time(email).await;
     let unknown = time("nobody@nowhere.io").await;
     let ratio = known.as_secs_f64() / unknown.as_secs_f64();
-    assert!((0.2..5.0).contains(&ratio), "known {known:?} vs unknown {unknown:?}");
+    assert!(
+        (0.2..5.0).contains(&ratio),
+        "known {known:?} vs unknown {unknown:?}"
+    );
 
     // The audit log has both outcomes.
     let logs: Value = app
@@ -166,7 +189,9 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_whole_family() {
     let app = TestApp::spawn().await;
     let owner = app.tenant().await;
     let r1 = owner.refresh.clone();
-    let resp = app.post_anon("/api/auth/refresh", json!({"refresh_token": r1})).await;
+    let resp = app
+        .post_anon("/api/auth/refresh", json!({"refresh_token": r1}))
+        .await;
     assert_eq!(resp.status(), 200);
     let b: Value = resp.json().await.unwrap();
     let r2 = b["refresh_token"].as_str().unwrap().to_owned();
@@ -175,9 +200,13 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_whole_family() {
     assert_eq!(app.get("/api/auth/me", &a2).await.status(), 200);
 
     // r1 again: reuse. 401, and r2 (same family) dies too.
-    let resp = app.post_anon("/api/auth/refresh", json!({"refresh_token": r1})).await;
+    let resp = app
+        .post_anon("/api/auth/refresh", json!({"refresh_token": r1}))
+        .await;
     assert_eq!(resp.status(), 401);
-    let resp = app.post_anon("/api/auth/refresh", json!({"refresh_token": r2})).await;
+    let resp = app
+        .post_anon("/api/auth/refresh", json!({"refresh_token": r2}))
+        .await;
     assert_eq!(resp.status(), 401);
     let logs: Value = app
         .get("/api/audit-logs?action=auth.token_reuse_detected", &a2)
@@ -189,7 +218,9 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_whole_family() {
 
     // Another login's family is unaffected.
     let (_, other_refresh) = app.login(&owner.email, &owner.password).await;
-    let resp = app.post_anon("/api/auth/refresh", json!({"refresh_token": other_refresh})).await;
+    let resp = app
+        .post_anon("/api/auth/refresh", json!({"refresh_token": other_refresh}))
+        .await;
     assert_eq!(resp.status(), 200);
     app.cleanup().await;
 }
@@ -201,7 +232,9 @@ async fn logout_denies_the_access_token_and_revokes_its_refresh_family() {
     let resp = app.post("/api/auth/logout", &owner.access, json!({})).await;
     assert_eq!(resp.status(), 204);
     assert_eq!(app.get("/api/auth/me", &owner.access).await.status(), 401);
-    let resp = app.post_anon("/api/auth/refresh", json!({"refresh_token": owner.refresh})).await;
+    let resp = app
+        .post_anon("/api/auth/refresh", json!({"refresh_token": owner.refresh}))
+        .await;
     assert_eq!(resp.status(), 401);
     let resp = app
         .post_anon("/api/auth/verify", json!({"token": owner.access}))
@@ -224,15 +257,24 @@ async fn verify_returns_the_claims_of_valid_tokens() {
     assert_eq!(b["tenant_id"], owner.tenant_id.as_str());
     assert_eq!(b["role"], "owner");
     assert_eq!(b["type"], "access");
-    assert_eq!(b["exp"].as_i64().unwrap() - b["iat"].as_i64().unwrap(), 15 * 60);
+    assert_eq!(
+        b["exp"].as_i64().unwrap() - b["iat"].as_i64().unwrap(),
+        15 * 60
+    );
     let b: Value = app
-        .post_anon("/api/auth/verify", json!({"token": owner.refresh, "token_type": "refresh"}))
+        .post_anon(
+            "/api/auth/verify",
+            json!({"token": owner.refresh, "token_type": "refresh"}),
+        )
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(b["type"], "refresh");
-    assert_eq!(b["exp"].as_i64().unwrap() - b["iat"].as_i64().unwrap(), 7 * 24 * 3600);
+    assert_eq!(
+        b["exp"].as_i64().unwrap() - b["iat"].as_i64().unwrap(),
+        7 * 24 * 3600
+    );
     app.cleanup().await;
 }
 
@@ -287,8 +329,7 @@ async fn the_token_attack_list_is_refused() {
     let header = jsonwebtoken::decode_header(&owner.access).unwrap();
     let kid = header.kid.clone();
     let payload = owner.access.split('.').nth(1).unwrap().to_owned();
-    let claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&payload).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&payload).unwrap()).unwrap();
     let now = chrono::Utc::now().timestamp();
     let with = |f: &dyn Fn(&mut Value)| {
         let mut c = claims.clone();
@@ -312,7 +353,10 @@ async fn the_token_attack_list_is_refused() {
         "HS256 signed with the public key",
         jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public_pem)).unwrap(),
     ));
-    attacks.push(("wrong kid", forged(&with(&|_| {}), Some("not-our-kid".into()))));
+    attacks.push((
+        "wrong kid",
+        forged(&with(&|_| {}), Some("not-our-kid".into())),
+    ));
     attacks.push(("no kid", forged(&with(&|_| {}), None)));
     let mut bad_sig = good.clone();
     let last = bad_sig.pop().unwrap();
@@ -320,7 +364,14 @@ async fn the_token_attack_list_is_refused() {
     attacks.push(("bad signature", bad_sig));
     attacks.push((
         "expired",
-        forged(&with(&|c| { c["iat"] = json!(now - 3600); c["nbf"] = json!(now - 3600); c["exp"] = json!(now - 1800); }), kid.clone()),
+        forged(
+            &with(&|c| {
+                c["iat"] = json!(now - 3600);
+                c["nbf"] = json!(now - 3600);
+                c["exp"] = json!(now - 1800);
+            }),
+            kid.clone(),
+        ),
     ));
     attacks.push((
         "not yet valid",
@@ -347,9 +398,18 @@ async fn the_token_attack_list_is_refused() {
     // A denied jti.
     let resp = app.post("/api/auth/logout", &good, json!({})).await;
     assert_eq!(resp.status(), 204);
-    assert_eq!(app.get("/api/auth/me", &good).await.status(), 401, "denied jti accepted");
+    assert_eq!(
+        app.get("/api/auth/me", &good).await.status(),
+        401,
+        "denied jti accepted"
+    );
     // No credential at all.
-    let resp = app.client.get(app.url("/api/auth/me")).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/api/auth/me"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     app.cleanup().await;
 }
@@ -366,7 +426,10 @@ async fn reset_token_from_outbox(app: &TestApp, tenant: &str) -> String {
         .find(|m| m.template == "password_reset")
         .expect("reset email in outbox");
     let url = mail.data["reset_url"].as_str().unwrap();
-    assert!(url.starts_with("http://app.test/reset-password?token="), "{url}");
+    assert!(
+        url.starts_with("http://app.test/reset-password?token="),
+        "{url}"
+    );
     url.rsplit('=').next().unwrap().to_owned()
 }
 
@@ -376,7 +439,10 @@ async fn password_reset_is_single_use_changes_the_password_and_revokes_sessions(
     let owner = app.tenant().await;
     // Unknown email: same 202, no email.
     let resp = app
-        .post_anon("/api/auth/password-reset", json!({"email": "ghost@nowhere.io"}))
+        .post_anon(
+            "/api/auth/password-reset",
+            json!({"email": "ghost@nowhere.io"}),
+        )
         .await;
     assert_eq!(resp.status(), 202);
     let ghost: Value = resp.json().await.unwrap();
@@ -389,7 +455,10 @@ async fn password_reset_is_single_use_changes_the_password_and_revokes_sessions(
     let token = reset_token_from_outbox(&app, &owner.tenant_id).await;
 
     let resp = app
-        .post_anon("/api/auth/password-reset/confirm", json!({"token": token, "new_password": "weak"}))
+        .post_anon(
+            "/api/auth/password-reset/confirm",
+            json!({"token": token, "new_password": "weak"}),
+        )
         .await;
     assert_eq!(resp.status(), 422);
     let resp = app
@@ -408,11 +477,16 @@ async fn password_reset_is_single_use_changes_the_password_and_revokes_sessions(
         .await;
     assert_eq!(resp.status(), 400);
     // Old sessions are gone, the old password too.
-    let resp = app.post_anon("/api/auth/refresh", json!({"refresh_token": owner.refresh})).await;
+    let resp = app
+        .post_anon("/api/auth/refresh", json!({"refresh_token": owner.refresh}))
+        .await;
     assert_eq!(resp.status(), 401);
     assert_eq!(app.get("/api/auth/me", &owner.access).await.status(), 401);
     let resp = app
-        .post_anon("/api/auth/login", json!({"email": owner.email, "password": owner.password}))
+        .post_anon(
+            "/api/auth/login",
+            json!({"email": owner.email, "password": owner.password}),
+        )
         .await;
     assert_eq!(resp.status(), 401);
     let (access, _) = app.login(&owner.email, "N3w-password").await;

@@ -13,7 +13,12 @@ async fn health_reports_database_and_redis_up_with_latencies() {
     assert_eq!(b["database"]["status"], "up");
     assert_eq!(b["redis"]["status"], "up");
     assert!(b["database"]["latency_ms"].as_f64().unwrap() >= 0.0);
-    let resp = app.client.get(app.url("/api/auth/health")).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/api/auth/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     app.cleanup().await;
 }
@@ -56,15 +61,28 @@ fn assert_error_shape(b: &Value, status: u16, kind: &str) {
     assert_eq!(b["status"], status, "{b}");
     assert_eq!(b["type"], kind, "{b}");
     assert!(b["detail"].as_str().is_some_and(|d| !d.is_empty()), "{b}");
-    assert!(b["request_id"].as_str().is_some_and(|d| !d.is_empty()), "{b}");
+    assert!(
+        b["request_id"].as_str().is_some_and(|d| !d.is_empty()),
+        "{b}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_routes_answer_404_in_the_error_shape() {
     let app = TestApp::spawn().await;
-    let resp = app.client.get(app.url("/no/such/route")).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     let b: Value = resp.json().await.unwrap();
     assert_error_shape(&b, 404, "not_found");
     app.cleanup().await;
@@ -181,11 +199,16 @@ async fn metrics_count_requests_by_route_and_status_with_latency_histograms() {
         .await
         .unwrap();
     assert!(
-        text.contains(r#"catalytic_http_requests_total{method="GET",route="health",status="200"} 3"#),
+        text.contains(
+            r#"catalytic_http_requests_total{method="GET",route="health",status="200"} 3"#
+        ),
         "{text}"
     );
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
-    assert!(text.contains("catalytic_http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("catalytic_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
     app.cleanup().await;
 }
 
@@ -282,7 +305,11 @@ async fn dot_env_is_read_and_the_real_environment_wins() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("applied"));
     // The real environment overrides .env.
     let out = std::process::Command::new(api_bin())
@@ -318,7 +345,11 @@ async fn sigterm_drains_and_exits_zero() {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let pid = child.id().unwrap();
-    std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
         .await
         .expect("exits")

@@ -21,10 +21,24 @@ async fn every_endpoint_taking_an_id_answers_404_to_another_tenants_ids() {
 
     let c = &app.client;
     let probes: Vec<(&str, reqwest::RequestBuilder)> = vec![
-        ("PATCH /api/users/{id}", c.patch(app.url(&format!("/api/users/{b_user}"))).json(&json!({"role": "viewer"}))),
-        ("DELETE /api/users/{id}", c.delete(app.url(&format!("/api/users/{b_user}")))),
-        ("PATCH /api/users/{owner}", c.patch(app.url(&format!("/api/users/{}", b.user_id))).json(&json!({"is_active": false}))),
-        ("DELETE /api/api-keys/{id}", c.delete(app.url(&format!("/api/api-keys/{b_key}")))),
+        (
+            "PATCH /api/users/{id}",
+            c.patch(app.url(&format!("/api/users/{b_user}")))
+                .json(&json!({"role": "viewer"})),
+        ),
+        (
+            "DELETE /api/users/{id}",
+            c.delete(app.url(&format!("/api/users/{b_user}"))),
+        ),
+        (
+            "PATCH /api/users/{owner}",
+            c.patch(app.url(&format!("/api/users/{}", b.user_id)))
+                .json(&json!({"is_active": false})),
+        ),
+        (
+            "DELETE /api/api-keys/{id}",
+            c.delete(app.url(&format!("/api/api-keys/{b_key}"))),
+        ),
     ];
     for (name, req) in probes {
         let resp = req.bearer_auth(&a.access).send().await.unwrap();
@@ -35,8 +49,19 @@ async fn every_endpoint_taking_an_id_answers_404_to_another_tenants_ids() {
     // And nothing changed on B's side.
     let users: Value = app.get("/api/users", &b.access).await.json().await.unwrap();
     assert_eq!(users["items"].as_array().unwrap().len(), 2);
-    assert!(users["items"].as_array().unwrap().iter().all(|u| u["is_active"] == true));
-    let keys: Value = app.get("/api/api-keys", &b.access).await.json().await.unwrap();
+    assert!(
+        users["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["is_active"] == true)
+    );
+    let keys: Value = app
+        .get("/api/api-keys", &b.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(keys["items"].as_array().unwrap().len(), 1);
     // Listings show only one's own tenant.
     let users: Value = app.get("/api/users", &a.access).await.json().await.unwrap();

@@ -40,9 +40,22 @@ async fn migrations_apply_roll_all_the_way_down_and_up_again() {
 async fn every_table_the_product_needs_exists_with_timestamptz_columns() {
     let db = TestDb::create().await;
     for table in [
-        "tenants", "users", "subscription_plans", "tenant_subscriptions", "stripe_customers",
-        "stripe_payment_methods", "invoices", "usage_records", "api_keys", "audit_logs",
-        "notifications", "lattices", "jobs", "stripe_events", "email_outbox", "refresh_tokens",
+        "tenants",
+        "users",
+        "subscription_plans",
+        "tenant_subscriptions",
+        "stripe_customers",
+        "stripe_payment_methods",
+        "invoices",
+        "usage_records",
+        "api_keys",
+        "audit_logs",
+        "notifications",
+        "lattices",
+        "jobs",
+        "stripe_events",
+        "email_outbox",
+        "refresh_tokens",
         "password_reset_tokens",
     ] {
         let n = catalytic_db::provision::execute_raw(
@@ -58,6 +71,7 @@ async fn every_table_the_product_needs_exists_with_timestamptz_columns() {
     let naive = catalytic_db::provision::execute_raw(
         &db.url,
         "SELECT 1 FROM information_schema.columns WHERE table_schema='public' \
+         AND table_name <> '__diesel_schema_migrations' \
          AND data_type = 'timestamp without time zone'",
     )
     .await
@@ -94,10 +108,58 @@ async fn the_four_plans_are_seeded_exactly_as_the_architecture_says() {
     assert_eq!(
         got,
         vec![
-            ("free", 0, 0, Some(100), Some(1), Some(1), Some(GB), 3, Some(10), Some(1_000), 60),
-            ("starter", 2900, 29000, Some(1_000), Some(5), Some(3), Some(10 * GB), 4, None, Some(100_000), 300),
-            ("professional", 9900, 99000, Some(10_000), Some(25), Some(10), Some(100 * GB), 10, None, Some(10_000_000), 1200),
-            ("enterprise", 49900, 499000, None, None, None, None, 10, None, Some(1_000_000_000), 6000),
+            (
+                "free",
+                0,
+                0,
+                Some(100),
+                Some(1),
+                Some(1),
+                Some(GB),
+                3,
+                Some(10),
+                Some(1_000),
+                60
+            ),
+            (
+                "starter",
+                2900,
+                29000,
+                Some(1_000),
+                Some(5),
+                Some(3),
+                Some(10 * GB),
+                4,
+                None,
+                Some(100_000),
+                300
+            ),
+            (
+                "professional",
+                9900,
+                99000,
+                Some(10_000),
+                Some(25),
+                Some(10),
+                Some(100 * GB),
+                10,
+                None,
+                Some(10_000_000),
+                1200
+            ),
+            (
+                "enterprise",
+                49900,
+                499000,
+                None,
+                None,
+                None,
+                None,
+                10,
+                None,
+                Some(1_000_000_000),
+                6000
+            ),
         ]
     );
     drop(conn);
@@ -114,6 +176,9 @@ async fn check_constraints_refuse_unknown_enum_values() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, catalytic_db::DbError::Constraint(_)), "{err:?}");
+    assert!(
+        matches!(err, catalytic_db::DbError::Constraint(_)),
+        "{err:?}"
+    );
     db.drop_now().await;
 }

@@ -13,7 +13,10 @@ async fn login_is_limited_per_ip_with_retry_after() {
     let mut last = None;
     for _ in 0..5 {
         let resp = app
-            .post_anon("/api/auth/login", json!({"email": "x@y.io", "password": "Wr0ngpassword"}))
+            .post_anon(
+                "/api/auth/login",
+                json!({"email": "x@y.io", "password": "Wr0ngpassword"}),
+            )
             .await;
         statuses.push(resp.status().as_u16());
         assert_eq!(resp.headers()["x-ratelimit-limit"], "3");
@@ -21,7 +24,11 @@ async fn login_is_limited_per_ip_with_retry_after() {
     }
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
     let resp = last.unwrap();
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
     let b: serde_json::Value = resp.json().await.unwrap();
@@ -45,10 +52,18 @@ async fn authenticated_requests_are_limited_per_user_by_plan() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["x-ratelimit-limit"], "60");
         remaining.push(
-            resp.headers()["x-ratelimit-remaining"].to_str().unwrap().parse::<u32>().unwrap(),
+            resp.headers()["x-ratelimit-remaining"]
+                .to_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
         );
     }
-    assert_eq!(limited_at, Some(60), "the 61st request in a minute is refused");
+    assert_eq!(
+        limited_at,
+        Some(60),
+        "the 61st request in a minute is refused"
+    );
     assert!(remaining.windows(2).all(|w| w[1] <= w[0]), "{remaining:?}");
     // Another user of another tenant is not affected.
     let other = app.tenant().await;

@@ -10,7 +10,10 @@ async fn call(app: &TestApp, owner: &Owner, op: &str, token: &str) -> reqwest::S
     let c = &app.client;
     match op {
         "auth_me" => app.get("/api/auth/me", token).await.status(),
-        "auth_logout" => app.post("/api/auth/logout", token, json!({})).await.status(),
+        "auth_logout" => app
+            .post("/api/auth/logout", token, json!({}))
+            .await
+            .status(),
         "users_list" => app.get("/api/users", token).await.status(),
         "users_create" => app
             .post(
@@ -41,13 +44,21 @@ async fn call(app: &TestApp, owner: &Owner, op: &str, token: &str) -> reqwest::S
                 .status()
         }
         "api_keys_create" => app
-            .post("/api/api-keys", token, json!({"name": "k", "role": "viewer"}))
+            .post(
+                "/api/api-keys",
+                token,
+                json!({"name": "k", "role": "viewer"}),
+            )
             .await
             .status(),
         "api_keys_list" => app.get("/api/api-keys", token).await.status(),
         "api_keys_delete" => {
             let b: Value = app
-                .post("/api/api-keys", &owner.access, json!({"name": "victim", "role": "viewer"}))
+                .post(
+                    "/api/api-keys",
+                    &owner.access,
+                    json!({"name": "victim", "role": "viewer"}),
+                )
                 .await
                 .json()
                 .await
@@ -86,7 +97,11 @@ async fn every_operation_answers_403_exactly_to_the_roles_below_its_minimum() {
             }
         }
     }
-    assert!(failures.is_empty(), "role table violated:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "role table violated:\n{}",
+        failures.join("\n")
+    );
     app.cleanup().await;
 }
 

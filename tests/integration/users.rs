@@ -24,10 +24,23 @@ async fn owners_invite_users_who_receive_an_invitation_email() {
     let mails = catalytic_db::outbox::list_for_tenant(&mut conn, owner.tenant_id.parse().unwrap())
         .await
         .unwrap();
-    let invite = mails.iter().find(|m| m.template == "invitation").expect("invitation");
+    let invite = mails
+        .iter()
+        .find(|m| m.template == "invitation")
+        .expect("invitation");
     assert_eq!(invite.to_address, "new.member@example.com");
-    assert!(invite.data["set_password_url"].as_str().unwrap().contains("token="));
-    let list: Value = app.get("/api/users", &owner.access).await.json().await.unwrap();
+    assert!(
+        invite.data["set_password_url"]
+            .as_str()
+            .unwrap()
+            .contains("token=")
+    );
+    let list: Value = app
+        .get("/api/users", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     drop(conn);
     app.cleanup().await;

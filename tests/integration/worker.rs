@@ -35,9 +35,15 @@ async fn a_worker_processes_a_job_end_to_end_and_records_it_in_postgres() {
         .unwrap();
     }
     let client = catalytic_jobs::queue::QueueClient::new(&app.redis_url, &app.prefix).unwrap();
-    catalytic_jobs::enqueue::push_job(&client, QueueName::Lattice, id.as_uuid(), "system.ping", None)
-        .await
-        .unwrap();
+    catalytic_jobs::enqueue::push_job(
+        &client,
+        QueueName::Lattice,
+        id.as_uuid(),
+        "system.ping",
+        None,
+    )
+    .await
+    .unwrap();
     let worker = app.spawn_worker("lattice");
     let job = eventually(Duration::from_secs(30), "the job to succeed", || {
         let pool = pool.clone();

@@ -89,7 +89,10 @@ pub fn base_env(db_url: &str, redis_url: &str, prefix: &str) -> HashMap<&'static
         ("PORT", "0".to_owned()),
         ("AUTH_RATE_LIMIT_PER_MINUTE", "10000".to_owned()),
         ("FRONTEND_URL", "http://app.test".to_owned()),
-        ("EMAIL_FROM", "Catalytic <no-reply@catalytic.test>".to_owned()),
+        (
+            "EMAIL_FROM",
+            "Catalytic <no-reply@catalytic.test>".to_owned(),
+        ),
         ("SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
         ("TENANT_CACHE_TTL_MS", "0".to_owned()),
     ])
@@ -199,7 +202,12 @@ impl TestApp {
                 }),
             )
             .await;
-        assert_eq!(resp.status(), 201, "register: {}", resp.text().await.unwrap_or_default());
+        assert_eq!(
+            resp.status(),
+            201,
+            "register: {}",
+            resp.text().await.unwrap_or_default()
+        );
         let b: Value = resp.json().await.expect("json");
         Owner {
             tenant_id: b["tenant_id"].as_str().expect("tenant_id").to_owned(),
@@ -226,7 +234,12 @@ impl TestApp {
                 json!({ "email": email, "password": password }),
             )
             .await;
-        assert_eq!(resp.status(), 200, "login: {}", resp.text().await.unwrap_or_default());
+        assert_eq!(
+            resp.status(),
+            200,
+            "login: {}",
+            resp.text().await.unwrap_or_default()
+        );
         let b: Value = resp.json().await.expect("json");
         (
             b["access_token"].as_str().expect("access").to_owned(),
@@ -255,7 +268,12 @@ impl TestApp {
                        "password": "Us3r-password"}),
             )
             .await;
-        assert_eq!(resp.status(), 201, "create {role}: {}", resp.text().await.unwrap_or_default());
+        assert_eq!(
+            resp.status(),
+            201,
+            "create {role}: {}",
+            resp.text().await.unwrap_or_default()
+        );
         let b: Value = resp.json().await.unwrap();
         let (access, _) = self.login(&email, "Us3r-password").await;
         (b["id"].as_str().unwrap().to_owned(), access)
@@ -318,7 +336,10 @@ impl Worker {
     pub fn spawn(env: &[(String, String)], queues: &str, extra: &[&str]) -> Self {
         let bin = env_or_default(
             "CATALYTIC_WORKER_BIN",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/catalytic-worker"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/debug/catalytic-worker"
+            ),
         );
         let mut cmd = tokio::process::Command::new(bin);
         cmd.arg("run")
@@ -337,7 +358,9 @@ impl Worker {
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         Self {
-            child: cmd.spawn().expect("spawn catalytic-worker (built by scripts/test)"),
+            child: cmd
+                .spawn()
+                .expect("spawn catalytic-worker (built by scripts/test)"),
         }
     }
 
@@ -379,7 +402,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

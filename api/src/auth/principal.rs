@@ -58,7 +58,7 @@ pub fn deny_key(state: &AppState, jti: Uuid) -> String {
     state.key(&format!("auth:deny:{jti}"))
 }
 
-/// The Redis key holding the time (unix seconds) before which a user's tokens are stale.
+/// The Redis key holding the time (unix milliseconds) before which a user's tokens are stale.
 pub fn revocation_key(state: &AppState, user: UserId) -> String {
     state.key(&format!("auth:user-rev:{user}"))
 }
@@ -130,7 +130,7 @@ async fn bearer(state: &AppState, token: &str) -> ApiResult<Principal> {
         &state.key(&format!("rl:user:{}", claims.sub)),
         Some(&deny_key(state, claims.jti)),
         Some(&revocation_key(state, claims.user_id())),
-        claims.iat,
+        claims.issued_ms(),
         tenant.limits.rate_limit_per_minute,
     )
     .await?;

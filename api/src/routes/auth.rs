@@ -516,7 +516,7 @@ impl AuthApi {
             .arg(principal::revocation_key(&state, claims.user_id()))
             .query_async(&mut redis)
             .await?;
-        if denied || rev.is_some_and(|r| claims.iat < r) {
+        if denied || rev.is_some_and(|r| claims.issued_ms() < r) {
             return Err(invalid());
         }
         if kind == TokenType::Refresh {

@@ -72,7 +72,7 @@ pub async fn revoke_access_tokens(state: &AppState, user: UserId) -> ApiResult<(
     let mut redis = state.redis.get().await?;
     redis::cmd("SET")
         .arg(revocation_key(state, user))
-        .arg(Utc::now().timestamp())
+        .arg(Utc::now().timestamp_millis())
         .arg("EX")
         .arg(crate::auth::jwt::ACCESS_TTL_SECS + 60)
         .query_async::<()>(&mut redis)

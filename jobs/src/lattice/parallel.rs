@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::control::Control;
 
@@ -59,11 +59,12 @@ where
     }
 }
 
-/// A barrier for a fixed team: spins briefly (a balanced BFS step leaves
-/// the threads microseconds apart), then yields, then sleeps on a condition
-/// variable (workers may wait a long time while the leader runs small
-/// levels alone, and on a busy machine a spinning thread would steal the
-/// core its partner needs). [`release`](Self::release) opens it for good
+/// A barrier for a fixed team: spins briefly, then polls while yielding
+/// the core for up to 2 ms (a balanced BFS step leaves the threads tens of
+/// microseconds apart; waking a sleeping thread costs about as much, twice
+/// per step; yielding lets a partner that shares the core run), then sleeps
+/// on a condition variable (workers may wait a long time while the leader
+/// runs small levels alone). [`release`](Self::release) opens it for good
 /// (used when a thread panics, so nobody waits forever).
 pub(crate) struct SpinBarrier {
     parties: usize,
@@ -75,8 +76,10 @@ pub(crate) struct SpinBarrier {
     wake: Condvar,
 }
 
-const SPINS: u32 = 4000;
-const YIELDS: u32 = 50;
+const SPINS: u32 = 1000;
+/// How long a waiter keeps polling (yielding the core between polls) before
+/// it sleeps.
+const POLL_BEFORE_SLEEP: Duration = Duration::from_millis(2);
 
 impl SpinBarrier {
     pub(crate) fn new(parties: usize) -> Self {
@@ -116,7 +119,8 @@ impl SpinBarrier {
             }
             std::hint::spin_loop();
         }
-        for _ in 0..YIELDS {
+        let polling = Instant::now();
+        while polling.elapsed() < POLL_BEFORE_SLEEP {
             if self.passed(generation) {
                 return;
             }

@@ -79,6 +79,7 @@ pub fn shortest_path(
         seed: spec.seed(),
         threshold: spec.obstacle_threshold(),
         sources: &sources,
+        lower_bound: axis_moves(spec, start, end).iter().map(|m| m.2).sum(),
         threads: threads_for(ctl, spec.vertices()),
         reporter: &rep,
         base: 0,

@@ -163,6 +163,7 @@ pub fn statistics(spec: &LatticeSpec, ctl: &Control<'_>) -> Result<StatisticsRes
                 seed: spec.seed(),
                 threshold: spec.obstacle_threshold(),
                 sources: &sources,
+                lower_bound: 0,
                 threads,
                 reporter: &rep,
                 base,
