@@ -10,8 +10,8 @@ use poem_openapi::OpenApiService;
 use crate::config::AppEnv;
 use crate::http::middleware;
 use crate::routes::{
-    api_keys::ApiKeysApi, audit::AuditApi, auth::AuthApi, health::HealthApi,
-    password_reset::PasswordResetApi, users::UsersApi,
+    api_keys::ApiKeysApi, audit::AuditApi, auth::AuthApi, health::HealthApi, jobs::JobsApi,
+    lattices::LatticesApi, password_reset::PasswordResetApi, users::UsersApi,
 };
 use crate::state::AppState;
 
@@ -23,6 +23,8 @@ pub type Apis = (
     UsersApi,
     ApiKeysApi,
     AuditApi,
+    LatticesApi,
+    JobsApi,
 );
 
 /// The OpenAPI service (also used to print the spec).
@@ -35,6 +37,8 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             UsersApi,
             ApiKeysApi,
             AuditApi,
+            LatticesApi,
+            JobsApi,
         ),
         "Catalytic API",
         env!("CARGO_PKG_VERSION"),

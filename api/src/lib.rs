@@ -9,6 +9,7 @@ pub mod config;
 pub mod emails;
 pub mod error;
 pub mod http;
+pub mod jobs_service;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;

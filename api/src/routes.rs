@@ -4,6 +4,8 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod health;
+pub mod jobs;
+pub mod lattices;
 pub mod password_reset;
 pub mod users;
 
@@ -22,6 +24,10 @@ pub enum ApiTags {
     ApiKeys,
     /// The tenant's audit log.
     Audit,
+    /// Lattice definitions.
+    Lattices,
+    /// Jobs: computations on lattices.
+    Jobs,
 }
 
 /// Paging parameters' bounds.

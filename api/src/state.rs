@@ -20,6 +20,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub tenants: TenantCache,
     pub queue: catalytic_jobs::queue::QueueClient,
+    /// Opens dedicated connections for pub/sub (long-polling job waits).
+    pub redis_client: redis::Client,
     /// A hash to verify against when a login names an unknown email, so both failures
     /// take the same time.
     pub dummy_hash: Arc<String>,
@@ -43,6 +45,7 @@ impl AppState {
             config.redis_url.expose(),
             &config.redis_key_prefix,
         )?;
+        let redis_client = redis::Client::open(config.redis_url.expose())?;
         let tenants = TenantCache::new(Duration::from_millis(config.tenant_cache_ttl_ms));
         Ok(Self {
             config: Arc::new(config),
@@ -52,6 +55,7 @@ impl AppState {
             metrics: Metrics::new(),
             tenants,
             queue,
+            redis_client,
             dummy_hash: Arc::new(dummy_hash),
         })
     }

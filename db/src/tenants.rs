@@ -116,3 +116,15 @@ pub async fn set_suspended(conn: &mut Conn, id: TenantId, suspended: bool) -> Db
     }
     Ok(())
 }
+
+/// Locks the tenant's row for the rest of the transaction: serialises writes that check
+/// a per-tenant count against a plan limit.
+pub async fn lock(conn: &mut Conn, id: TenantId) -> DbResult<()> {
+    tenants::table
+        .find(id)
+        .select(tenants::id)
+        .for_update()
+        .first::<TenantId>(conn)
+        .await?;
+    Ok(())
+}

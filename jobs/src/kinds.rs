@@ -1,5 +1,6 @@
 //! The job kinds and where each runs.
 
+pub mod lattice;
 pub mod system;
 
 use catalytic_db::jobs::Job;
@@ -16,6 +17,7 @@ pub async fn run_row_job(
 ) -> Result<Outcome, JobError> {
     match job.kind.as_str() {
         system::PING => system::ping(handle, job).await,
+        kind if kind.starts_with("lattice.") => lattice::run(handle, job).await,
         other => Err(JobError::Abort(format!(
             "unknown job kind {other:?} (envelope kind {:?})",
             env.kind

@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod error;
 pub mod handler;
 pub mod kinds;
+pub mod lattice;
 pub mod notify;
 pub mod queue;
 pub mod queues;

@@ -4,6 +4,7 @@ mod api_keys;
 mod auth;
 mod foundation;
 mod isolation;
+mod lattices;
 mod migrations;
 mod openapi;
 mod ratelimit;

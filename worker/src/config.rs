@@ -3,7 +3,7 @@
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
-use catalytic_jobs::QueueName;
+use catalytic_jobs::{QueueName, WorkerConfig};
 
 use crate::cli::RunArgs;
 
@@ -86,7 +86,7 @@ pub struct Common {
     pub redis_url: String,
     /// `LOG_LEVEL`: a level or `tracing` filter directives. Default `info`.
     pub log_level: String,
-    /// `QUEUE_PREFIX`: prefix of every queue key. Default `catalytic:`.
+    /// `REDIS_KEY_PREFIX`: prefix of every Redis key, the API's too. Default empty.
     pub queue_prefix: String,
 }
 
@@ -100,7 +100,7 @@ impl Common {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             return Err(invalid("LOG_LEVEL", &log_level, e));
         }
-        let queue_prefix = env("QUEUE_PREFIX")?.unwrap_or_else(|| "catalytic:".to_owned());
+        let queue_prefix = env("REDIS_KEY_PREFIX")?.unwrap_or_default();
         Ok(Self {
             redis_url,
             log_level,
@@ -113,8 +113,9 @@ impl Common {
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub common: Common,
-    /// `DATABASE_URL` (PostgreSQL).
-    pub database_url: String,
+    /// What the handlers need: `DATABASE_URL`, `DATABASE_POOL_SIZE` (default 8), and the
+    /// Redis settings above.
+    pub worker: WorkerConfig,
     /// `--queues` / `WORKER_QUEUES`. Default: all.
     pub queues: Vec<QueueName>,
     /// `--concurrency` / `WORKER_CONCURRENCY`: jobs at once per queue. Default 4.
@@ -139,6 +140,25 @@ impl RunSettings {
                 "expected a postgres:// URL",
             ));
         }
+        let database_pool_size = match env("DATABASE_POOL_SIZE")? {
+            None => 8,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(invalid(
+                        "DATABASE_POOL_SIZE",
+                        &v,
+                        "expected a positive integer",
+                    ));
+                }
+            },
+        };
+        let worker = WorkerConfig {
+            database_url,
+            database_pool_size,
+            redis_url: common.redis_url.clone(),
+            redis_key_prefix: common.queue_prefix.clone(),
+        };
 
         let queues = match flag_or_env(args.queues.as_ref(), "--queues", "WORKER_QUEUES")? {
             None => QueueName::ALL.to_vec(),
@@ -182,7 +202,7 @@ impl RunSettings {
         };
         Ok(Self {
             common,
-            database_url,
+            worker,
             queues,
             concurrency,
             metrics_addr,

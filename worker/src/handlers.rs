@@ -1,82 +1,79 @@
-//! The seam between the queues and the job handlers of `catalytic-jobs`: the apalis task
-//! function every queue runs, the sweeper, and the cron tick of the usage rollup.
-//!
-//! PROVISIONAL: until `catalytic_jobs::{HandlerContext, handle, sweep_stale}` land, the
-//! handler only logs the job. Integration replaces the three marked bodies.
+//! The seam between the queues and `catalytic-jobs`: the apalis task function every queue
+//! runs, the sweeper, the report of jobs lost with their worker, and the cron tick of the
+//! usage rollup.
 
 use std::sync::Arc;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use apalis_cron::Tick;
+use catalytic_db::ids::JobId;
 use catalytic_jobs::{
-    Envelope, JobError, QueueName,
-    queue::{CRON_TICK_TTL, JobMeta, PushOptions, QueueClient, cron_dedupe_key},
+    Envelope, HandlerContext, JobError, QueueName,
+    queue::{
+        CRON_TICK_TTL, DeadEntry, DeadLetterHook, JobMeta, PushOptions, QueueClient,
+        cron_dedupe_key,
+    },
+    sweeper::STALE_AFTER,
 };
-use tracing::Instrument;
-
-use crate::config::RunSettings;
 
 /// The envelope kind of the usage rollup.
 pub const USAGE_ROLLUP: &str = "usage.rollup";
 /// Its schedule (seconds first): every minute at :00.
 pub const USAGE_ROLLUP_SCHEDULE: &str = "0 * * * * *";
 
-/// What handlers share (database pool, SMTP, Stripe client, ...).
-pub struct Handlers {
-    _database_url: String,
-}
-
-/// Connects what the handlers need. (PROVISIONAL body.)
-pub async fn connect(settings: &RunSettings) -> anyhow::Result<Arc<Handlers>> {
-    Ok(Arc::new(Handlers {
-        _database_url: settings.database_url.clone(),
-    }))
-}
-
-/// Runs one job. (PROVISIONAL body.)
-async fn handle(
-    _ctx: &Handlers,
-    env: Envelope,
-    attempt: u32,
-    final_attempt: bool,
-) -> Result<(), JobError> {
-    tracing::info!(
-        kind = env.kind,
-        attempt,
-        final_attempt,
-        "job ran (provisional handler)"
-    );
-    Ok(())
-}
-
-/// Re-pushes jobs left `queued` in PostgreSQL. (PROVISIONAL body.)
-pub async fn sweep(_ctx: &Handlers, _client: &QueueClient) -> anyhow::Result<()> {
-    Ok(())
-}
-
-/// The apalis task function of every queue.
+/// The apalis task function of every queue: runs [`catalytic_jobs::handle`] and maps its
+/// error to what the queue does next (`Retry` per policy, `Abort` to the dead letters).
 pub async fn run_job(
     env: Envelope,
     meta: JobMeta,
-    ctx: Data<Arc<Handlers>>,
+    ctx: Data<Arc<HandlerContext>>,
 ) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!(
-        "job",
-        queue = meta.queue,
-        job_id = meta.job_id,
-        kind = env.kind,
-        attempt = meta.attempt,
-        request_id = env.request_id.as_deref().unwrap_or(""),
-    );
-    let final_attempt = meta.is_final_attempt();
-    match handle(&ctx, env, meta.attempt, final_attempt)
-        .instrument(span)
-        .await
-    {
+    match catalytic_jobs::handle(&ctx, env, meta.attempt, meta.is_final_attempt()).await {
         Ok(()) => Ok(()),
         Err(JobError::Retry(message)) => Err(message.into()),
         Err(JobError::Abort(message)) => Err(AbortError::new(message).into()),
     }
+}
+
+/// One sweep of PostgreSQL work that never reached Redis.
+pub async fn sweep(ctx: &HandlerContext) -> anyhow::Result<()> {
+    let pushed = catalytic_jobs::sweep_stale(ctx, STALE_AFTER).await?;
+    if pushed > 0 {
+        tracing::info!(pushed, "sweeper re-pushed stale work");
+    }
+    Ok(())
+}
+
+/// A job whose worker died during its last attempt is dead-lettered by the reclaimer
+/// without its handler running again: record the failure on its `jobs` row.
+pub fn dead_letter_hook(ctx: Arc<HandlerContext>) -> DeadLetterHook {
+    Arc::new(move |entry: DeadEntry| {
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            let Ok(env) = entry.decode::<Envelope>() else {
+                return;
+            };
+            let Some(id) = env.job_id else {
+                return;
+            };
+            let failed = async {
+                let mut conn = ctx.db.get().await?;
+                catalytic_db::jobs::fail_attempt(
+                    &mut conn,
+                    JobId::from_uuid(id),
+                    &entry.error,
+                    true,
+                )
+                .await
+            };
+            match failed.await {
+                Ok(()) => catalytic_jobs::notify::publish_status(&ctx.queue, id, "failed").await,
+                Err(e) => {
+                    tracing::error!(job.id = %id, error = %e, "could not mark a lost job failed")
+                }
+            }
+        })
+    })
 }
 
 /// The cron task: pushes the rollup of this tick once, whichever replica gets there first.

@@ -8,19 +8,19 @@ use apalis::{
 };
 use apalis_cron::CronScheduler;
 use catalytic_jobs::{
-    Envelope, QueueName,
+    Envelope, HandlerContext, QueueName,
     queue::{ConsumerConfig, QueueClient, QueueMetrics, RedisStreamBackend, worker_identity},
 };
 use prometheus::Registry;
 
 use crate::{
     config::RunSettings,
-    handlers::{self, Handlers},
+    handlers,
     metrics::{MetricsServer, MetricsState},
 };
 
-/// How often the sweeper looks for PostgreSQL jobs that never reached Redis.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How often the sweeper looks for PostgreSQL work that never reached Redis.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Longest a single job may run before it counts as failed (and is retried).
 fn job_timeout(queue: QueueName) -> Duration {
@@ -50,8 +50,8 @@ pub async fn run(settings: RunSettings) -> anyhow::Result<()> {
         concurrency = settings.concurrency,
         "catalytic-worker starting"
     );
-    let client = QueueClient::new(&settings.common.redis_url, &settings.common.queue_prefix)?;
-    let ctx = handlers::connect(&settings).await?;
+    let ctx = Arc::new(HandlerContext::connect(&settings.worker)?);
+    let client = ctx.queue.clone();
 
     let registry = Registry::new();
     let metrics = QueueMetrics::new();
@@ -74,14 +74,15 @@ pub async fn run(settings: RunSettings) -> anyhow::Result<()> {
             .with_consumer(identity.clone())
             .with_concurrency(settings.concurrency)
             .with_claim_idle(settings.claim_idle)
-            .with_metrics(metrics.clone());
+            .with_metrics(metrics.clone())
+            .with_dead_letter_hook(handlers::dead_letter_hook(ctx.clone()));
         monitor = register_queue(monitor, queue, &client, consumer, &ctx);
     }
     if settings.queues.contains(&QueueName::Usage) {
         monitor = register_usage_cron(monitor, &client, &identity)?;
     }
 
-    let sweeper = tokio::spawn(sweep_forever(ctx.clone(), client.clone()));
+    let sweeper = tokio::spawn(sweep_forever(ctx.clone()));
     let result = monitor
         .shutdown_timeout(settings.shutdown_timeout)
         .run_with_signal(shutdown_signal())
@@ -114,7 +115,7 @@ fn register_queue(
     queue: QueueName,
     client: &QueueClient,
     consumer: ConsumerConfig,
-    ctx: &Arc<Handlers>,
+    ctx: &Arc<HandlerContext>,
 ) -> Monitor {
     let client = client.clone();
     let ctx = ctx.clone();
@@ -151,12 +152,12 @@ fn register_usage_cron(
     }))
 }
 
-async fn sweep_forever(ctx: Arc<Handlers>, client: QueueClient) {
+async fn sweep_forever(ctx: Arc<HandlerContext>) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if let Err(e) = handlers::sweep(&ctx, &client).await {
+        if let Err(e) = handlers::sweep(&ctx).await {
             tracing::warn!(error = format!("{e:#}"), "sweeper failed");
         }
     }

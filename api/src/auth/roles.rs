@@ -55,6 +55,34 @@ pub const RULES: &[Rule] = &[
         true,
     ),
     rule("audit_logs_list", "GET", "/api/audit-logs", Admin, false),
+    rule("lattices_create", "POST", "/api/lattices", Member, true),
+    rule("lattices_list", "GET", "/api/lattices", Viewer, false),
+    rule("lattices_get", "GET", "/api/lattices/{id}", Viewer, false),
+    rule(
+        "lattices_delete",
+        "DELETE",
+        "/api/lattices/{id}",
+        Member,
+        true,
+    ),
+    rule(
+        "jobs_submit",
+        "POST",
+        "/api/lattices/{id}/jobs",
+        Member,
+        true,
+    ),
+    rule("jobs_get", "GET", "/api/jobs/{id}", Viewer, false),
+    rule("jobs_list", "GET", "/api/jobs", Viewer, false),
+    rule("jobs_cancel", "DELETE", "/api/jobs/{id}", Member, true),
+    rule("lattices_path", "POST", "/api/lattices/path", Member, true),
+    rule(
+        "lattices_transform",
+        "POST",
+        "/api/lattices/{id}/transform",
+        Member,
+        true,
+    ),
 ];
 
 /// The rule of an operation. Every authenticated handler has one (a test checks it).

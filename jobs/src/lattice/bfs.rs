@@ -5,9 +5,18 @@
 //! * a visited bitset ([`AtomicBits`], 1 bit per vertex, blocked vertices
 //!   pre-set): the only array the hot loop probes, `2d` times per expanded
 //!   vertex (1 MiB per 8M vertices, about one core's L2);
-//! * for two-source searches, a [`Labels`] array (2 bits per vertex,
-//!   `1 + distance mod 3`), written for each vertex when it is expanded as
-//!   part of a frontier, i.e. one level after it was reached;
+//! * for two-source searches, a [`Labels`] array (2 bits per vertex),
+//!   written only for vertices whose distance `L` is a multiple of `k`
+//!   ([`label_every`]: 4, 3 or 2 as `d` grows), with `1 + (L / k) mod 3`, when
+//!   they are expanded as part of a frontier (one level after they were
+//!   reached). Walking a path back from distance `L` then looks for a chain
+//!   of `k` (or fewer, down to the previous multiple) edges through visited
+//!   open vertices ending at a vertex labelled for `L - k`: the intermediate
+//!   vertices' distances are pinned by the two ends (adjacent vertices'
+//!   distances differ by at most one), and the three labelled levels such a
+//!   chain can reach are distinct mod 3. This writes `1/k` of the labels a
+//!   per-level scheme would, the one random write per vertex that the hot
+//!   loop cannot share with its probes;
 //! * two frontier queues.
 //!
 //! Each array has a single writer at any time, so claiming a vertex is a
@@ -31,10 +40,10 @@
 //! would have a vertex at distance `<= a` from one end and `<= b` from the
 //! other). After a one-direction step, a new F vertex already reached by B
 //! proves `D = a + b + 1` (its B distance must be exactly `b`). After a
-//! two-direction step, a new vertex of one side reached by the other at the
-//! other's old level (told by its label, written during this step) proves
-//! `D = a + b + 1`; failing that, a vertex new on both sides proves
-//! `D = a + b + 2`. The smallest meeting index of the decisive kind is kept,
+//! two-direction step, a new vertex of one side that is in the other side's
+//! previous frontier (level `a` or `b`) proves `D = a + b + 1`; failing
+//! that, a vertex new on both sides proves `D = a + b + 2` (this membership
+//! test runs once, in the step where the sides first touch). The smallest meeting index of the decisive kind is kept,
 //! so the path does not depend on the thread count. Meetings are only looked
 //! for once `a + b` can reach the obstacle-free distance between the
 //! sources (a lower bound of `D`).
@@ -56,6 +65,16 @@ pub(crate) const PAR_MIN_FRONTIER: usize = 2048;
 const INIT_CHUNK_WORDS: usize = 1 << 13;
 /// Frontier vertices expanded between two progress/cancellation checks.
 const CHECK_EVERY: u64 = 1 << 16;
+
+/// Only levels that are multiples of this are labelled (see the module
+/// docs); walking back searches `(2d)^k` chains per `k` levels.
+pub(crate) fn label_every(d: usize) -> u64 {
+    match d {
+        0..=3 => 4,
+        4..=5 => 3,
+        _ => 2,
+    }
+}
 
 pub(crate) struct SearchSetup<'a> {
     pub(crate) grid: &'a Grid,
@@ -87,14 +106,18 @@ pub(crate) struct Search {
     pub(crate) outcome: Outcome,
     /// Vertices reached (sources included).
     pub(crate) visited: u64,
-    /// Per direction; all levels below a meeting vertex's are labelled.
+    /// Per direction: visited sets and labels of the levels that are
+    /// multiples of [`label_every`], for [`walk_back`].
+    pub(crate) visited_sets: Vec<AtomicBits>,
     pub(crate) labels: Vec<Labels>,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Plan {
-    /// Worker 1 expands the backward side, whose frontier has `label`.
-    Backward { label: u64 },
+    /// Worker 1 expands the backward side, whose frontier is at `level`.
+    Backward {
+        level: u64,
+    },
     Exit,
 }
 
@@ -176,6 +199,7 @@ pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
     Ok(Search {
         outcome,
         visited,
+        visited_sets: sh.visited,
         labels: sh.labels,
     })
 }
@@ -249,9 +273,9 @@ fn worker(sh: &Shared<'_>, tid: usize) {
         let plan = *lock(&sh.plan);
         match plan {
             Plan::Exit => return,
-            Plan::Backward { label } => {
+            Plan::Backward { level } => {
                 if tid == 1 {
-                    expand(sh, 1, Some(label));
+                    expand(sh, 1, Some(level));
                 }
                 sh.barrier.wait();
             }
@@ -273,21 +297,42 @@ fn leader(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
     result
 }
 
-/// Smallest new vertex of `side` reached by the other side, split by the
-/// other side's label: `(labelled other_label or no check, otherwise)`.
-fn scan_meetings(sh: &Shared<'_>, side: usize, other_label: Option<u64>) -> (u64, u64) {
+/// New vertices of `side` already reached by the other side.
+fn touching(sh: &Shared<'_>, side: usize) -> Vec<u64> {
     let q = lock(&sh.queues[side]);
     let other = &sh.visited[side ^ 1];
-    let (mut exact, mut later) = (u64::MAX, u64::MAX);
-    for &w in q.cur.as_slice() {
-        if other.get(w) {
-            match other_label {
-                Some(l) if sh.labels[side ^ 1].get(w) != l => later = later.min(w),
-                _ => exact = exact.min(w),
-            }
+    q.cur
+        .as_slice()
+        .iter()
+        .copied()
+        .filter(|&w| other.get(w))
+        .collect()
+}
+
+/// The smallest of `candidates` that is in `side`'s previous frontier, and
+/// the smallest that is not.
+fn split_by_previous(sh: &Shared<'_>, side: usize, candidates: &[u64]) -> (u64, u64) {
+    let q = lock(&sh.queues[side]);
+    let set: std::collections::HashSet<u64> = candidates.iter().copied().collect();
+    let mut inside = std::collections::HashSet::new();
+    for &w in q.prev.as_slice() {
+        if set.contains(&w) {
+            inside.insert(w);
         }
     }
-    (exact, later)
+    let min_in = candidates
+        .iter()
+        .copied()
+        .filter(|w| inside.contains(w))
+        .min()
+        .unwrap_or(u64::MAX);
+    let min_out = candidates
+        .iter()
+        .copied()
+        .filter(|w| !inside.contains(w))
+        .min()
+        .unwrap_or(u64::MAX);
+    (min_in, min_out)
 }
 
 /// The leader's loop: one step (one or two levels) per iteration.
@@ -342,11 +387,9 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
         if large <= 2 * small {
             // Both directions advance one level.
             size = if sh.threads >= 2 && size[0] + size[1] >= PAR_MIN_FRONTIER {
-                *lock(&sh.plan) = Plan::Backward {
-                    label: level_label(b),
-                };
+                *lock(&sh.plan) = Plan::Backward { level: b };
                 sh.barrier.wait();
-                let f = expand(sh, 0, Some(level_label(a)));
+                let f = expand(sh, 0, Some(a));
                 sh.barrier.wait();
                 if sh.barrier.is_released() {
                     // A worker panicked; the team propagates the panic.
@@ -354,48 +397,59 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
                 }
                 [f, lock(&sh.queues[1]).cur.len]
             } else {
-                let f = expand(sh, 0, Some(level_label(a)));
-                [f, expand(sh, 1, Some(level_label(b)))]
+                let f = expand(sh, 0, Some(a));
+                [f, expand(sh, 1, Some(b))]
             };
             level = [a + 1, b + 1];
             visited += (size[0] + size[1]) as u64;
             if a + b + 2 >= s.lower_bound {
-                let (f_exact, both) = scan_meetings(sh, 0, Some(level_label(b)));
-                let (b_exact, _) = scan_meetings(sh, 1, Some(level_label(a)));
-                let met = if f_exact.min(b_exact) != u64::MAX {
-                    if f_exact < b_exact {
-                        Some((f_exact, [a + 1, b]))
+                let f_touch = touching(sh, 0);
+                let b_touch = touching(sh, 1);
+                if !f_touch.is_empty() || !b_touch.is_empty() {
+                    // Sides touch: decide between a + b + 1 and a + b + 2.
+                    let (f_exact, both) = split_by_previous(sh, 1, &f_touch);
+                    let (b_exact, _) = split_by_previous(sh, 0, &b_touch);
+                    let (vertex, dist) = if f_exact.min(b_exact) != u64::MAX {
+                        if f_exact < b_exact {
+                            (f_exact, [a + 1, b])
+                        } else {
+                            (b_exact, [a, b + 1])
+                        }
                     } else {
-                        Some((b_exact, [a, b + 1]))
-                    }
-                } else if both != u64::MAX {
-                    Some((both, [a + 1, b + 1]))
-                } else {
-                    None
-                };
-                if let Some((vertex, dist)) = met {
+                        (both, [a + 1, b + 1])
+                    };
                     return Ok((Outcome::Met { vertex, dist }, visited));
                 }
             }
         } else {
             let side = usize::from(size[1] < size[0]);
-            size[side] = expand(sh, side, Some(level_label(level[side])));
+            size[side] = expand(sh, side, Some(level[side]));
             level[side] += 1;
             visited += size[side] as u64;
             if a + b + 1 >= s.lower_bound {
-                let (vertex, _) = scan_meetings(sh, side, None);
-                if vertex != u64::MAX {
-                    return Ok((Outcome::Met { vertex, dist: level }, visited));
+                if let Some(vertex) = touching(sh, side).into_iter().min() {
+                    return Ok((
+                        Outcome::Met {
+                            vertex,
+                            dist: level,
+                        },
+                        visited,
+                    ));
                 }
             }
         }
     }
 }
 
-/// Expands the frontier of `side` by one level; with `label`, the frontier
-/// vertices are labelled with it (their own level) on the way. Returns the
-/// size of the new frontier.
-fn expand(sh: &Shared<'_>, side: usize, label: Option<u64>) -> usize {
+/// Expands the frontier of `side` by one level. With `Some(level)` (the
+/// frontier's level) and `level` a multiple of [`label_every`], the
+/// frontier vertices are labelled on the way. Returns the size of the new
+/// frontier.
+fn expand(sh: &Shared<'_>, side: usize, level: Option<u64>) -> usize {
+    let every = label_every(sh.s.grid.d);
+    let label = level
+        .filter(|l| l % every == 0)
+        .map(|l| level_label(l / every));
     let mut guard = lock(&sh.queues[side]);
     let q = &mut *guard;
     std::mem::swap(&mut q.cur, &mut q.prev);
@@ -424,7 +478,9 @@ impl WithStepper for ExpandLevel<'_> {
     fn run<const D: usize>(self, st: Stepper<D>) -> usize {
         match self.labels {
             Some((labels, label)) => {
-                expand_level(st, self.frontier, self.next, self.visited, |v| labels.set(v, label))
+                expand_level(st, self.frontier, self.next, self.visited, |v| {
+                    labels.set(v, label)
+                })
             }
             None => expand_level(st, self.frontier, self.next, self.visited, |_| {}),
         }
@@ -457,39 +513,73 @@ fn expand_level<const D: usize>(
     len
 }
 
-/// Walks from `from` (at distance `dist` of the labels' source) back to the
-/// source, returning `[from, ..., source]`: each step goes to the first
-/// neighbour (fixed order) that is open and labelled one level lower.
+/// Walks from `from` (at distance `dist` of the source of `visited` and
+/// `labels`) back to the source, returning `[from, ..., source]`. Each leg
+/// goes down to the previous multiple `T` of `k = label_every(d)` along the
+/// first chain (fixed neighbour order) of visited open vertices that ends
+/// at a vertex labelled for `T` (see the module docs for why such a chain
+/// is a shortest-path segment).
 pub(crate) fn walk_back(
     grid: &Grid,
+    visited: &AtomicBits,
     labels: &Labels,
     from: u64,
     dist: u64,
     open: impl Fn(u64) -> bool,
 ) -> Vec<u64> {
+    let every = label_every(grid.d);
     let mut out = Vec::with_capacity(usize::try_from(dist).unwrap_or(0).saturating_add(1));
     out.push(from);
-    let mut cur = from;
-    for lvl in (0..dist).rev() {
-        let want = level_label(lvl);
-        let mut found = None;
-        grid.neighbours(cur, |w| {
-            if found.is_none() && labels.get(w) == want && open(w) {
-                found = Some(w);
+    let mut lvl = dist;
+    while lvl > 0 {
+        let step = if lvl % every == 0 { every } else { lvl % every };
+        let want = level_label((lvl - step) / every);
+        let cur = *out.last().unwrap_or(&from);
+        let mut chain = Vec::with_capacity(step as usize);
+        let chained = find_chain(grid, visited, labels, &open, cur, step, want, &mut chain);
+        if !chained {
+            if cfg!(debug_assertions) {
+                panic!("BFS labels lost the way back from {cur} at distance {lvl}");
             }
-        });
-        match found {
-            Some(w) => {
-                out.push(w);
-                cur = w;
-            }
-            None => {
-                if cfg!(debug_assertions) {
-                    panic!("BFS labels lost the parent of {cur}");
-                }
-                break;
-            }
+            break;
         }
+        out.extend_from_slice(&chain);
+        lvl -= step;
     }
     out
+}
+
+/// Depth-first search for a chain of exactly `steps` edges from `cur`
+/// through visited open vertices to an open vertex labelled `want`.
+#[allow(clippy::too_many_arguments)]
+fn find_chain(
+    grid: &Grid,
+    visited: &AtomicBits,
+    labels: &Labels,
+    open: &impl Fn(u64) -> bool,
+    cur: u64,
+    steps: u64,
+    want: u64,
+    chain: &mut Vec<u64>,
+) -> bool {
+    let mut next = Vec::with_capacity(2 * grid.d);
+    grid.neighbours(cur, |w| next.push(w));
+    for w in next {
+        if !open(w) {
+            continue;
+        }
+        if steps == 1 {
+            if labels.get(w) == want {
+                chain.push(w);
+                return true;
+            }
+        } else if visited.get(w) {
+            chain.push(w);
+            if find_chain(grid, visited, labels, open, w, steps - 1, want, chain) {
+                return true;
+            }
+            chain.pop();
+        }
+    }
+    false
 }

@@ -131,8 +131,16 @@ impl SlabJob<'_> {
         let mut slab = Slab {
             hist: BTreeMap::new(),
             boundary: Vec::new(),
-            first: if multi { vec![NONE; plane as usize] } else { Vec::new() },
-            last: if multi { vec![NONE; plane as usize] } else { Vec::new() },
+            first: if multi {
+                vec![NONE; plane as usize]
+            } else {
+                Vec::new()
+            },
+            last: if multi {
+                vec![NONE; plane as usize]
+            } else {
+                Vec::new()
+            },
             blocked: 0,
         };
         let words = len.div_ceil(64) as usize;
@@ -245,7 +253,11 @@ fn merge(grid: &Grid, slabs: Vec<Slab>) -> ComponentsResult {
             let (sa, sb) = (&slabs[a], &slabs[b]);
             for (&x, &y) in sa.last.iter().zip(&sb.first) {
                 if x != NONE && y != NONE {
-                    union(&mut parent, offsets[a] + x as usize, offsets[b] + y as usize);
+                    union(
+                        &mut parent,
+                        offsets[a] + x as usize,
+                        offsets[b] + y as usize,
+                    );
                 }
             }
         };

@@ -90,7 +90,6 @@ pub fn default_threads() -> usize {
 pub(crate) struct Reporter<'a> {
     ctl: &'a Control<'a>,
     last: AtomicU8,
-    started: AtomicBool,
     lock: Mutex<()>,
 }
 
@@ -101,7 +100,6 @@ impl<'a> Reporter<'a> {
         Reporter {
             ctl,
             last: AtomicU8::new(0),
-            started: AtomicBool::new(true),
             lock: Mutex::new(()),
         }
     }
@@ -114,7 +112,7 @@ impl<'a> Reporter<'a> {
     /// far.
     pub(crate) fn report(&self, pct: u8) {
         let pct = pct.min(100);
-        if pct <= self.last.load(Ordering::Relaxed) || !self.started.load(Ordering::Relaxed) {
+        if pct <= self.last.load(Ordering::Relaxed) {
             return;
         }
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());

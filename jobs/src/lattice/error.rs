@@ -90,7 +90,10 @@ impl fmt::Display for LatticeError {
                 "{which} coordinate on axis {axis} is {value}, must be below size {size}"
             ),
             LatticeError::VertexOutOfRange { vertex, vertices } => {
-                write!(f, "vertex index {vertex} out of range (lattice has {vertices} vertices)")
+                write!(
+                    f,
+                    "vertex index {vertex} out of range (lattice has {vertices} vertices)"
+                )
             }
             LatticeError::TooManyVertices {
                 vertices: Some(v),
@@ -99,10 +102,7 @@ impl fmt::Display for LatticeError {
             LatticeError::TooManyVertices {
                 vertices: None,
                 limit,
-            } => write!(
-                f,
-                "lattice vertex count overflows u64 (limit is {limit})"
-            ),
+            } => write!(f, "lattice vertex count overflows u64 (limit is {limit})"),
             LatticeError::EmptyKey => f.write_str("xor key must not be empty"),
             LatticeError::InvalidRounds { rounds } => {
                 write!(f, "xor rounds must be in 1..=64, got {rounds}")

@@ -51,7 +51,11 @@ pub(crate) fn blocked_bits(seed: u64, threshold: u64, first: u64, end: u64, coun
         }
     }
     if real < count {
-        let pad = if count == 64 { !0u64 } else { (1u64 << count) - 1 };
+        let pad = if count == 64 {
+            !0u64
+        } else {
+            (1u64 << count) - 1
+        };
         word |= pad & (!0u64 << real);
     }
     word
@@ -87,7 +91,14 @@ mod tests {
     #[test]
     fn blocked_bits_match_rule_and_pad() {
         let thr = obstacle_threshold(0.3);
-        for (first, count) in [(0u64, 64u32), (64, 64), (128, 64), (96, 32), (128, 32), (150, 32)] {
+        for (first, count) in [
+            (0u64, 64u32),
+            (64, 64),
+            (128, 64),
+            (96, 32),
+            (128, 32),
+            (150, 32),
+        ] {
             let w = blocked_bits(7, thr, first, 150, count);
             for i in 0..64 {
                 let v = first + u64::from(i);
@@ -97,6 +108,9 @@ mod tests {
         }
         assert_eq!(blocked_bits(7, 0, 0, 150, 64), 0);
         assert_eq!(blocked_bits(7, 0, 128, 150, 64), !0u64 << 22);
-        assert_eq!(blocked_bits(7, 0, 128, 150, 32), 0xFFFF_FFFF & (!0u64 << 22));
+        assert_eq!(
+            blocked_bits(7, 0, 128, 150, 32),
+            0xFFFF_FFFF & (!0u64 << 22)
+        );
     }
 }

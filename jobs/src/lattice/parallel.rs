@@ -95,8 +95,7 @@ impl SpinBarrier {
     }
 
     fn passed(&self, generation: usize) -> bool {
-        self.generation.load(Ordering::SeqCst) != generation
-            || self.released.load(Ordering::SeqCst)
+        self.generation.load(Ordering::SeqCst) != generation || self.released.load(Ordering::SeqCst)
     }
 
     pub(crate) fn wait(&self) {

@@ -92,9 +92,19 @@ pub fn shortest_path(
             let path_length = distance + 1;
             let path = (path_length <= path_limit as u64).then(|| {
                 let open = |w: u64| w == s || w == e || !spec.is_blocked(w);
-                let mut vertices = walk_back(&grid, &search.labels[0], vertex, dist[0], open);
+                let walk = |side: usize| {
+                    walk_back(
+                        &grid,
+                        &search.visited_sets[side],
+                        &search.labels[side],
+                        vertex,
+                        dist[side],
+                        open,
+                    )
+                };
+                let mut vertices = walk(0);
                 vertices.reverse();
-                let back = walk_back(&grid, &search.labels[1], vertex, dist[1], open);
+                let back = walk(1);
                 vertices.extend_from_slice(&back[1..]);
                 vertices
                     .into_iter()

@@ -173,15 +173,17 @@ impl LatticeSpec {
     }
 
     /// Bytes of per-vertex working state the engine allocates for a
-    /// shortest-path search (its largest operation): two label arrays, one
-    /// per search direction, of 2 bits per vertex (`0` = unvisited, else
-    /// `1 + distance mod 3`; blocked vertices are pre-marked in them, so
-    /// obstacles take no extra storage), packed in `u64` words:
-    /// `2 * ceil(V / 32) * 8` bytes, i.e. 4 bits per vertex. Frontier queues
-    /// (proportional to a BFS level, not to `V`) are not included.
-    /// Components and statistics need less (1 and 3 bits per vertex).
+    /// shortest-path search (its largest operation), per search direction:
+    /// a visited bitset of 1 bit per vertex (blocked vertices pre-set in it,
+    /// so obstacles take no extra storage) and a label array of 2 bits per
+    /// vertex (`1 + distance mod 3`, to walk the path back), both packed in
+    /// `u64` words: `2 * (ceil(V / 64) + ceil(V / 32)) * 8` bytes, i.e. 6
+    /// bits per vertex. Frontier queues (proportional to a BFS level, not to
+    /// `V`) are not included. Components and statistics need 1 bit per
+    /// vertex.
     pub fn memory_bytes(&self) -> u128 {
-        2 * u128::from(self.vertices.div_ceil(32)) * 8
+        let v = self.vertices;
+        2 * (u128::from(v.div_ceil(64)) + u128::from(v.div_ceil(32))) * 8
     }
 
     /// Bytes an explicit adjacency-list graph needs: CSR with `u64` offsets
@@ -370,7 +372,7 @@ mod tests {
         assert_eq!(p2.edges(), 12);
         assert_eq!(o2.edges(), 12);
         let big = LatticeSpec::new(3, 200, 0.2, 0, Boundary::Open).unwrap();
-        assert_eq!(big.memory_bytes(), 2 * 250_000 * 8);
+        assert_eq!(big.memory_bytes(), 2 * (125_000 + 250_000) * 8);
         let e = 3u128 * 200 * 200 * 199;
         assert_eq!(big.explicit_memory_bytes(), 8_000_001 * 8 + 2 * e * 4);
         assert!(big.memory_reduction() > 20.0);

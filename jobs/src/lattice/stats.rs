@@ -55,8 +55,10 @@ pub struct StatisticsResult {
 const CHUNK: u64 = 1 << 16;
 
 /// Counts, degree histogram and diameter (see [`DiameterMethod`]). Uses a
-/// 1-bit-per-vertex obstacle bitset for the scan, then (only when obstacles
-/// exist) two BFS sweeps with the path engine's 2-bit labels.
+/// 1-bit-per-vertex obstacle bitset for the scan (in parallel on large
+/// lattices), frees it, then (only when obstacles exist) runs two BFS
+/// sweeps with a 1-bit visited set each; a single-source BFS runs on one
+/// thread (see the `bfs` module), only its initialisation is parallel.
 pub fn statistics(spec: &LatticeSpec, ctl: &Control<'_>) -> Result<StatisticsResult, LatticeError> {
     spec.check_engine_limit()?;
     let rep = Reporter::start(ctl);

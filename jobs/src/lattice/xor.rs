@@ -299,10 +299,7 @@ mod tests {
     fn validation() {
         let s = spec(2, 10);
         let ctl = Control::none();
-        assert_eq!(
-            xor_transform(&s, b"", 1, &ctl),
-            Err(LatticeError::EmptyKey)
-        );
+        assert_eq!(xor_transform(&s, b"", 1, &ctl), Err(LatticeError::EmptyKey));
         assert_eq!(
             xor_transform(&s, b"k", 0, &ctl),
             Err(LatticeError::InvalidRounds { rounds: 0 })
