@@ -43,10 +43,10 @@
 //! two-direction step, a new vertex of one side that is in the other side's
 //! previous frontier (level `a` or `b`) proves `D = a + b + 1`; failing
 //! that, a vertex new on both sides proves `D = a + b + 2` (this membership
-//! test runs once, in the step where the sides first touch). The smallest meeting index of the decisive kind is kept,
-//! so the path does not depend on the thread count. Meetings are only looked
-//! for once `a + b` can reach the obstacle-free distance between the
-//! sources (a lower bound of `D`).
+//! test runs once, in the step where the sides first touch). The smallest
+//! meeting index of the decisive kind is kept, so the path does not depend
+//! on the thread count. Meetings are only looked for once `a + b` can reach
+//! the obstacle-free distance between the sources (a lower bound of `D`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};

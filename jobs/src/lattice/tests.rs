@@ -142,12 +142,12 @@ fn paths_match_reference_bfs() {
     let mut rng = Rng(1);
     let mut reachable = 0;
     let mut unreachable = 0;
-    for case in 0..600 {
-        let d = 1 + (case % 4) as u32;
-        let max_n = [300u64, 45, 14, 8][d as usize - 1];
+    for case in 0..700 {
+        let d = 1 + (case % 7) as u32;
+        let max_n = [300u64, 45, 14, 8, 5, 4, 3][d as usize - 1];
         let n = 2 + rng.below(max_n - 1);
-        let density = [0.0, 0.2, 0.4][(case / 4) % 3];
-        let boundary = if (case / 12) % 2 == 0 {
+        let density = [0.0, 0.2, 0.4][(case / 7) % 3];
+        let boundary = if (case / 21) % 2 == 0 {
             Boundary::Open
         } else {
             Boundary::Periodic

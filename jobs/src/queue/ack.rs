@@ -190,17 +190,26 @@ impl Shared {
         let Err(e) = result else {
             return Settle::Ack;
         };
-        let error = ops::clip_error(e.to_string());
-        if e.downcast_ref::<AbortError>().is_some() {
-            return Settle::Dead {
-                error,
-                outcome: "aborted",
-            };
-        }
+        // apalis' wrappers prefix their text ("AbortError: ..."): keep the handler's own.
+        let text = match (
+            e.downcast_ref::<AbortError>(),
+            e.downcast_ref::<RetryAfterError>(),
+        ) {
+            (Some(abort), _) => std::error::Error::source(abort).map(ToString::to_string),
+            (_, Some(retry)) => std::error::Error::source(retry).map(ToString::to_string),
+            _ => None,
+        };
+        let error = ops::clip_error(text.unwrap_or_else(|| e.to_string()));
         if meta.attempt >= self.config.policy.max_attempts {
             return Settle::Dead {
                 error,
                 outcome: "failed",
+            };
+        }
+        if e.downcast_ref::<AbortError>().is_some() {
+            return Settle::Dead {
+                error,
+                outcome: "aborted",
             };
         }
         let delay = e
