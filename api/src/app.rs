@@ -10,8 +10,9 @@ use poem_openapi::OpenApiService;
 use crate::config::AppEnv;
 use crate::http::middleware;
 use crate::routes::{
-    api_keys::ApiKeysApi, audit::AuditApi, auth::AuthApi, health::HealthApi, jobs::JobsApi,
-    lattices::LatticesApi, password_reset::PasswordResetApi, users::UsersApi,
+    api_keys::ApiKeysApi, audit::AuditApi, auth::AuthApi, email::EmailApi, health::HealthApi,
+    jobs::JobsApi, lattices::LatticesApi, password_reset::PasswordResetApi, usage::UsageApi,
+    users::UsersApi,
 };
 use crate::state::AppState;
 
@@ -25,6 +26,8 @@ pub type Apis = (
     AuditApi,
     LatticesApi,
     JobsApi,
+    EmailApi,
+    UsageApi,
 );
 
 /// The OpenAPI service (also used to print the spec).
@@ -39,6 +42,8 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             AuditApi,
             LatticesApi,
             JobsApi,
+            EmailApi,
+            UsageApi,
         ),
         "Catalytic API",
         env!("CARGO_PKG_VERSION"),

@@ -84,6 +84,12 @@ pub struct Config {
     pub stripe_api_base: String,
     /// `EMAIL_FROM`: sender of every email (default `Catalytic <no-reply@localhost>`).
     pub email_from: String,
+    /// `SMTP_HOST`, `SMTP_PORT`, `SMTP_TLS`, `SMTP_USERNAME`, `SMTP_PASSWORD`: the server the
+    /// workers send through; the API only probes it for the email status endpoint.
+    pub smtp: catalytic_jobs::email::SmtpSettings,
+    /// `EMAIL_SEND_LIMIT_PER_HOUR`: emails a tenant may send through the API per clock
+    /// hour (default 100).
+    pub email_send_limit_per_hour: u32,
     /// `CORS_ALLOWED_ORIGINS`: comma-separated origins; `*` is refused in production.
     pub cors_allowed_origins: Vec<String>,
     /// `APP_ENV`: development, test or production (default development).
@@ -107,6 +113,9 @@ pub struct Config {
     /// (default 2000); a change made elsewhere (CLI, another replica, a worker) takes
     /// effect within this time.
     pub tenant_cache_ttl_ms: u64,
+    /// `USAGE_METERING`: count every authenticated request in Redis (default true; the
+    /// monthly quota needs it). Off only for benchmarks.
+    pub usage_metering: bool,
 }
 
 /// Reads variables through a lookup function, so tests can feed a map.
@@ -132,6 +141,11 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
 
     pub fn optional(&self, var: &'static str) -> Option<String> {
         self.raw(var)
+    }
+
+    /// Like [`EnvReader::optional`], for a name known only at run time.
+    pub fn optional_any(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.trim().is_empty())
     }
 
     pub fn parsed<T>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
@@ -224,6 +238,15 @@ impl Config {
             email_from: env
                 .optional("EMAIL_FROM")
                 .unwrap_or_else(|| "Catalytic <no-reply@localhost>".into()),
+            smtp: catalytic_jobs::email::SmtpSettings::from_lookup(&|k: &str| env.optional_any(k))
+                .map_err(|e| ConfigError {
+                    var: e.var,
+                    reason: match e.value {
+                        Some(v) => format!("is invalid ({v:?}): {}", e.reason),
+                        None => e.reason,
+                    },
+                })?,
+            email_send_limit_per_hour: env.parsed("EMAIL_SEND_LIMIT_PER_HOUR", 100)?,
             cors_allowed_origins,
             app_env,
             log_level: env.optional("LOG_LEVEL").unwrap_or_else(|| "info".into()),
@@ -234,6 +257,7 @@ impl Config {
             auth_rate_limit_per_minute: env.parsed("AUTH_RATE_LIMIT_PER_MINUTE", 20)?,
             shutdown_timeout_secs: env.parsed("SHUTDOWN_TIMEOUT_SECS", 20)?,
             tenant_cache_ttl_ms: env.parsed("TENANT_CACHE_TTL_MS", 2000)?,
+            usage_metering: env.parsed("USAGE_METERING", true)?,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod emails;
 pub mod error;
 pub mod http;
 pub mod jobs_service;
+pub mod quota;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;

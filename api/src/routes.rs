@@ -3,10 +3,12 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod email;
 pub mod health;
 pub mod jobs;
 pub mod lattices;
 pub mod password_reset;
+pub mod usage;
 pub mod users;
 
 use poem_openapi::Tags;
@@ -28,6 +30,10 @@ pub enum ApiTags {
     Lattices,
     /// Jobs: computations on lattices.
     Jobs,
+    /// Email: send to the organisation's users, delivery status.
+    Email,
+    /// Metered usage against the plan.
+    Usage,
 }
 
 /// Paging parameters' bounds.

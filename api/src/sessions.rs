@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use poem_openapi::Object;
 use uuid::Uuid;
 
-use crate::auth::jwt::{ACCESS_TTL_SECS, TokenType};
+use crate::auth::jwt::{ACCESS_TTL_SECS, Subject, TokenType};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -33,14 +33,17 @@ pub async fn issue_pair(
     family: TokenFamilyId,
 ) -> ApiResult<TokenPair> {
     let refresh_id = RefreshTokenId::generate();
+    let subject = Subject {
+        user: user.id,
+        tenant: user.tenant_id,
+        email: &user.email,
+        role: user.role(),
+    };
     let (refresh_token, refresh_claims) = state
         .keys
         .issue(
             TokenType::Refresh,
-            user.id,
-            user.tenant_id,
-            &user.email,
-            user.role(),
+            &subject,
             refresh_id.as_uuid(),
             family.as_uuid(),
         )
@@ -49,10 +52,7 @@ pub async fn issue_pair(
         .keys
         .issue(
             TokenType::Access,
-            user.id,
-            user.tenant_id,
-            &user.email,
-            user.role(),
+            &subject,
             Uuid::now_v7(),
             family.as_uuid(),
         )

@@ -69,12 +69,15 @@ impl TenantContext {
     }
 }
 
+/// When an entry was loaded, and the entry.
+type CacheEntry = (Instant, Arc<TenantContext>);
+
 /// A per-process cache with a short time to live. Changes made through this process
 /// (plan change, suspension) invalidate at once; other replicas see them within the TTL.
 #[derive(Clone)]
 pub struct TenantCache {
     ttl: Duration,
-    entries: Arc<Mutex<HashMap<TenantId, (Instant, Arc<TenantContext>)>>>,
+    entries: Arc<Mutex<HashMap<TenantId, CacheEntry>>>,
 }
 
 impl TenantCache {

@@ -324,3 +324,33 @@ pub async fn mark_cancelled_if_requested(conn: &mut Conn, id: JobId) -> DbResult
     .await?;
     Ok(())
 }
+
+/// Bytes of stored job results of a tenant (the storage figure of the usage summary).
+pub async fn result_bytes(conn: &mut Conn, tenant: TenantId) -> DbResult<i64> {
+    use diesel::sql_types::{BigInt, Nullable};
+    let total: Option<i64> = jobs::table
+        .filter(jobs::tenant_id.eq(tenant))
+        .select(diesel::dsl::sql::<Nullable<BigInt>>(
+            "sum(octet_length(coalesce(result::text, '')) + octet_length(params::text))::bigint",
+        ))
+        .first(conn)
+        .await?;
+    Ok(total.unwrap_or(0))
+}
+
+/// Puts a `failed` job back to `queued` for a re-drive from the dead letters; its attempt
+/// count starts again. Returns whether the row was failed.
+pub async fn requeue_failed(conn: &mut Conn, id: JobId) -> DbResult<bool> {
+    let n = diesel::update(jobs::table.filter(jobs::id.eq(id).and(jobs::status.eq("failed"))))
+        .set((
+            jobs::status.eq("queued"),
+            jobs::attempts.eq(0),
+            jobs::progress.eq(0),
+            jobs::finished_at.eq(None::<DateTime<Utc>>),
+            jobs::enqueued_at.eq(diesel::dsl::now),
+            jobs::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}

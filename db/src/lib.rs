@@ -13,10 +13,12 @@ pub mod api_keys;
 pub mod audit;
 pub mod jobs;
 pub mod lattices;
+pub mod notifications;
 pub mod outbox;
 pub mod plans;
 pub mod tenants;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 pub use diesel::result::Error as DieselError;

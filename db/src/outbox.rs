@@ -2,13 +2,16 @@
 //! it; the `email` queue delivers it.
 
 use chrono::{DateTime, Utc};
+use diesel::data_types::PgInterval;
+use diesel::dsl::now;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel::sql_types::Timestamptz;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
 use crate::ids::{EmailId, TenantId};
 use crate::schema::email_outbox;
-use crate::{Conn, DbResult};
+use crate::{Conn, DbError, DbResult};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = email_outbox)]
@@ -106,11 +109,162 @@ pub async fn stale_pending(
         .await?)
 }
 
-/// Restarts an email's staleness clock after a push.
+/// Restarts a pending email's staleness clock after a push. A `sending` row keeps its
+/// clock: it is the lease of the attempt that claimed it (see [`claim_for_sending`]).
 pub async fn mark_pushed(conn: &mut Conn, id: EmailId) -> DbResult<()> {
+    diesel::update(
+        email_outbox::table.filter(
+            email_outbox::id
+                .eq(id)
+                .and(email_outbox::status.eq("pending")),
+        ),
+    )
+    .set(email_outbox::updated_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What a delivery attempt found when it claimed an email.
+#[derive(Debug)]
+pub enum Claim {
+    /// No such row: the transaction that wrote it never committed.
+    Missing,
+    /// Already `sent` or `failed`: nothing to do.
+    Settled(OutboxEmail),
+    /// `sending`, claimed less than the lease ago: that attempt may still be talking to
+    /// the SMTP server.
+    InFlight(OutboxEmail),
+    /// Now `sending` for this attempt, with `attempts` counting it. `resumed`: the row was
+    /// found `sending` past its lease, so an earlier attempt died between claiming it and
+    /// recording the outcome, and may or may not have handed it to the server.
+    Claimed { email: OutboxEmail, resumed: bool },
+}
+
+/// Claims an email for one send attempt: `pending` (or `sending` past `lease`) becomes
+/// `sending` with one more attempt, before any SMTP traffic.
+#[tracing::instrument(skip_all, fields(email.id = %id))]
+pub async fn claim_for_sending(
+    conn: &mut Conn,
+    id: EmailId,
+    lease: std::time::Duration,
+) -> DbResult<Claim> {
+    let lease = PgInterval::from_microseconds(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+    conn.transaction::<_, DbError, _>(async |c| {
+        let found: Option<(OutboxEmail, bool)> = email_outbox::table
+            .find(id)
+            .select((
+                OutboxEmail::as_select(),
+                email_outbox::updated_at.gt(now.into_sql::<Timestamptz>() - lease),
+            ))
+            .for_update()
+            .first(c)
+            .await
+            .optional()?;
+        let Some((email, recent)) = found else {
+            return Ok(Claim::Missing);
+        };
+        match email.status.as_str() {
+            "sent" | "failed" => return Ok(Claim::Settled(email)),
+            "sending" if recent => return Ok(Claim::InFlight(email)),
+            _ => {}
+        }
+        let resumed = email.status == "sending";
+        let claimed = diesel::update(email_outbox::table.find(id))
+            .set((
+                email_outbox::status.eq("sending"),
+                email_outbox::attempts.eq(email_outbox::attempts + 1),
+                email_outbox::updated_at.eq(now),
+            ))
+            .returning(OutboxEmail::as_returning())
+            .get_result(c)
+            .await?;
+        Ok(Claim::Claimed {
+            email: claimed,
+            resumed,
+        })
+    })
+    .await
+}
+
+/// Records a send the SMTP server accepted, with its response.
+#[tracing::instrument(skip_all, fields(email.id = %id))]
+pub async fn mark_sent(conn: &mut Conn, id: EmailId, smtp_response: &str) -> DbResult<()> {
+    diesel::update(
+        email_outbox::table.filter(email_outbox::id.eq(id).and(email_outbox::status.ne("sent"))),
+    )
+    .set((
+        email_outbox::status.eq("sent"),
+        email_outbox::sent_at.eq(now),
+        email_outbox::smtp_response.eq(smtp_response),
+        email_outbox::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: back to `pending` for a retry, or `failed` after the last.
+/// Only the attempt that holds the claim (`attempt` = the row's attempts) writes.
+#[tracing::instrument(skip_all, fields(email.id = %id))]
+pub async fn record_failure(
+    conn: &mut Conn,
+    id: EmailId,
+    attempt: i32,
+    error: &str,
+    last: bool,
+) -> DbResult<()> {
+    diesel::update(
+        email_outbox::table.filter(
+            email_outbox::id
+                .eq(id)
+                .and(email_outbox::status.eq("sending"))
+                .and(email_outbox::attempts.eq(attempt)),
+        ),
+    )
+    .set((
+        email_outbox::status.eq(if last { "failed" } else { "pending" }),
+        email_outbox::last_error.eq(error),
+        email_outbox::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Notes on a claimed email why this attempt is a re-send (kept if it then succeeds).
+pub async fn note_error(conn: &mut Conn, id: EmailId, note: &str) -> DbResult<()> {
     diesel::update(email_outbox::table.find(id))
-        .set(email_outbox::updated_at.eq(diesel::dsl::now))
+        .set(email_outbox::last_error.eq(note))
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// A tenant's emails by delivery state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    /// `pending` or `sending`.
+    pub pending: i64,
+    pub sent: i64,
+    pub failed: i64,
+}
+
+pub async fn counts_for_tenant(conn: &mut Conn, tenant: TenantId) -> DbResult<StatusCounts> {
+    let rows: Vec<(String, i64)> = email_outbox::table
+        .filter(email_outbox::tenant_id.eq(tenant))
+        .group_by(email_outbox::status)
+        .select((email_outbox::status, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    let mut counts = StatusCounts::default();
+    for (status, n) in rows {
+        match status.as_str() {
+            "pending" | "sending" => counts.pending += n,
+            "sent" => counts.sent += n,
+            "failed" => counts.failed += n,
+            _ => {}
+        }
+    }
+    Ok(counts)
 }

@@ -246,3 +246,18 @@ pub async fn by_id_any_tenant(conn: &mut Conn, id: UserId) -> DbResult<User> {
         .first(conn)
         .await?)
 }
+
+/// Active owners of a tenant (recipients of account emails).
+pub async fn owners(conn: &mut Conn, tenant: TenantId) -> DbResult<Vec<User>> {
+    Ok(users::table
+        .filter(
+            users::tenant_id
+                .eq(tenant)
+                .and(users::role.eq("owner"))
+                .and(users::is_active.eq(true)),
+        )
+        .order(users::created_at.asc())
+        .select(User::as_select())
+        .load(conn)
+        .await?)
+}

@@ -6,7 +6,7 @@ use catalytic_db::Pool;
 use crate::queue::QueueClient;
 
 /// Settings a worker reads from its environment (see `catalytic-worker --help`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WorkerConfig {
     /// `DATABASE_URL`.
     pub database_url: String,
@@ -16,6 +16,8 @@ pub struct WorkerConfig {
     pub redis_url: String,
     /// `REDIS_KEY_PREFIX` (default empty): must match the API's.
     pub redis_key_prefix: String,
+    /// `SMTP_*`, `EMAIL_FROM`, `FRONTEND_URL` and the email retry policy.
+    pub email: crate::email::EmailSettings,
 }
 
 /// Shared by every handler invocation of one worker process.
@@ -24,6 +26,8 @@ pub struct HandlerContext {
     pub db: Pool,
     pub queue: QueueClient,
     pub config: WorkerConfig,
+    /// The SMTP client (a small connection pool); connects on first use.
+    pub mailer: crate::email::Mailer,
 }
 
 impl HandlerContext {
@@ -32,10 +36,12 @@ impl HandlerContext {
     pub fn connect(config: &WorkerConfig) -> anyhow::Result<Self> {
         let db = Pool::new(&config.database_url, config.database_pool_size)?;
         let queue = QueueClient::new(&config.redis_url, &config.redis_key_prefix)?;
+        let mailer = crate::email::Mailer::new(&config.email.smtp, 4)?;
         Ok(Self {
             db,
             queue,
             config: config.clone(),
+            mailer,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The job kinds and where each runs.
 
+pub mod email;
 pub mod lattice;
 pub mod system;
 
@@ -28,10 +29,17 @@ pub async fn run_row_job(
 /// Runs a job without a `jobs` row (email delivery, webhook reconciliation, rollups):
 /// their own tables hold their state.
 pub async fn run_unbacked(
-    _ctx: &HandlerContext,
+    ctx: &HandlerContext,
     env: &Envelope,
-    _attempt: u32,
-    _final_attempt: bool,
+    attempt: u32,
+    final_attempt: bool,
 ) -> Result<(), JobError> {
-    Err(JobError::Abort(format!("unknown job kind {:?}", env.kind)))
+    match env.kind.as_str() {
+        email::EMAIL_SEND => email::send(ctx, env, attempt, final_attempt).await,
+        USAGE_ROLLUP => crate::usage::rollup(ctx).await.map(|_| ()),
+        other => Err(JobError::Abort(format!("unknown job kind {other:?}"))),
+    }
 }
+
+/// The kind of the per-minute usage rollup (pushed by the worker's cron).
+pub const USAGE_ROLLUP: &str = "usage.rollup";

@@ -2,6 +2,7 @@
 //! their retry policies, enqueue helpers, the handlers and the services they use.
 
 pub mod context;
+pub mod email;
 pub mod enqueue;
 pub mod envelope;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod notify;
 pub mod queue;
 pub mod queues;
 pub mod sweeper;
+pub mod usage;
 
 pub use context::{HandlerContext, WorkerConfig};
 pub use envelope::Envelope;

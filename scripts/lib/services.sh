@@ -148,3 +148,48 @@ ensure_venv() {
   VENV="$venv"
   export VENV
 }
+
+# The local SMTP sink (aiosmtpd in the project's venv, scripts/lib/smtp_sink.py): every
+# accepted message becomes a file in MAILDIR/new/. Starts it on 127.0.0.1:PORT unless
+# something already listens there; sets SMTP_SINK_PID when this call started it.
+# Usage: ensure_smtp_sink [PORT (1025)] [MAILDIR (.local/mail)]
+ensure_smtp_sink() {
+  local port="${1:-1025}" maildir="${2:-$LOCAL/mail}"
+  ensure_venv aiosmtpd
+  SMTP_SINK_SCRIPT="$ROOT/scripts/lib/smtp_sink.py"
+  SMTP_SINK_PORT="$port"
+  SMTP_SINK_MAILDIR="$maildir"
+  SMTP_SINK_PID=""
+  export SMTP_SINK_SCRIPT SMTP_SINK_PORT SMTP_SINK_MAILDIR
+  if smtp_listening "$port"; then
+    log "an SMTP server already listens on 127.0.0.1:$port; using it"
+    return
+  fi
+  mkdir -p "$LOCAL/logs" "$maildir"
+  log "starting the SMTP sink on 127.0.0.1:$port (mails in $maildir/new/)"
+  "$VENV/bin/python" "$SMTP_SINK_SCRIPT" --host 127.0.0.1 --port "$port" --maildir "$maildir" \
+    >>"$LOCAL/logs/smtp-sink.log" 2>&1 &
+  SMTP_SINK_PID=$!
+  echo "$SMTP_SINK_PID" > "$LOCAL/smtp-sink.pid"
+  local i
+  for i in $(seq 1 100); do
+    smtp_listening "$port" && return
+    kill -0 "$SMTP_SINK_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  tail -20 "$LOCAL/logs/smtp-sink.log" >&2
+  die "the SMTP sink did not start (log: $LOCAL/logs/smtp-sink.log)"
+}
+
+# Stops the SMTP sink that ensure_smtp_sink started (its pid is in .local/smtp-sink.pid).
+stop_smtp_sink() {
+  local pidfile="$LOCAL/smtp-sink.pid"
+  [ -f "$pidfile" ] || return 0
+  kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+# Whether something accepts TCP connections on 127.0.0.1:$1.
+smtp_listening() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}

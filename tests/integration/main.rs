@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod auth;
+mod email;
 mod foundation;
 mod isolation;
 mod lattices;
@@ -9,6 +10,8 @@ mod migrations;
 mod openapi;
 mod ratelimit;
 mod roles;
+mod stripe_emulator;
 mod systemd;
+mod usage;
 mod users;
 mod worker;

@@ -10,6 +10,7 @@ async fn call(app: &TestApp, owner: &Owner, op: &str, token: &str) -> reqwest::S
     let c = &app.client;
     match op {
         "auth_me" => app.get("/api/auth/me", token).await.status(),
+        "ping" => app.get("/api/ping", token).await.status(),
         "auth_logout" => app
             .post("/api/auth/logout", token, json!({}))
             .await
@@ -71,6 +72,8 @@ async fn call(app: &TestApp, owner: &Owner, op: &str, token: &str) -> reqwest::S
                 .status()
         }
         "audit_logs_list" => app.get("/api/audit-logs", token).await.status(),
+        "usage_series" => app.get("/api/usage", token).await.status(),
+        "usage_summary" => app.get("/api/usage/summary", token).await.status(),
         "lattices_create" => app
             .post(
                 "/api/lattices",
@@ -136,6 +139,26 @@ async fn call(app: &TestApp, owner: &Owner, op: &str, token: &str) -> reqwest::S
             )
             .await
             .status(),
+        "email_send" => app
+            .post(
+                "/api/email/send",
+                token,
+                json!({"to": owner.email, "subject": "Roles", "html": "<p>r</p>", "text": "r"}),
+            )
+            .await
+            .status(),
+        "email_status" => app.get("/api/email/send", token).await.status(),
+        "email_get" => {
+            let pool = app.pool();
+            let mut conn = pool.get().await.unwrap();
+            let emails =
+                catalytic_db::outbox::list_for_tenant(&mut conn, owner.tenant_id.parse().unwrap())
+                    .await
+                    .unwrap();
+            app.get(&format!("/api/email/{}", emails[0].id), token)
+                .await
+                .status()
+        }
         other => panic!("the role test has no call for {other}: add one"),
     }
 }

@@ -2,6 +2,8 @@
 //! own database (cloned from a migrated template) and its own Redis key prefix, so tests
 //! run in parallel and never wipe shared state. Workers run as real processes.
 
+pub mod stripe;
+
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
@@ -277,6 +279,31 @@ impl TestApp {
         let b: Value = resp.json().await.unwrap();
         let (access, _) = self.login(&email, "Us3r-password").await;
         (b["id"].as_str().unwrap().to_owned(), access)
+    }
+
+    /// A handler context like a worker's, for running job code in the test process.
+    pub fn handler_context(&self) -> catalytic_jobs::HandlerContext {
+        catalytic_jobs::HandlerContext::connect(&catalytic_jobs::WorkerConfig {
+            database_url: self.db.url.clone(),
+            database_pool_size: 4,
+            redis_url: self.redis_url.clone(),
+            redis_key_prefix: self.prefix.clone(),
+            ..Default::default()
+        })
+        .expect("handler context")
+    }
+
+    /// Sets platform-administrator overrides of a tenant's limits.
+    pub async fn set_overrides(&self, tenant: &str, overrides: Value) {
+        catalytic_db::provision::execute_raw(
+            &self.db.url,
+            &format!(
+                "UPDATE tenants SET limit_overrides = '{}'::jsonb WHERE id = '{tenant}'",
+                overrides.to_string().replace('\'', "''")
+            ),
+        )
+        .await
+        .expect("overrides");
     }
 
     /// The worker environment matching this app.

@@ -158,6 +158,11 @@ impl RunSettings {
             database_pool_size,
             redis_url: common.redis_url.clone(),
             redis_key_prefix: common.queue_prefix.clone(),
+            email: catalytic_jobs::email::EmailSettings::from_lookup(|k| std::env::var(k).ok())
+                .map_err(|e| match e.value {
+                    Some(value) => invalid(e.var, &value, e.reason),
+                    None => ConfigError::Missing(e.var),
+                })?,
         };
 
         let queues = match flag_or_env(args.queues.as_ref(), "--queues", "WORKER_QUEUES")? {
@@ -209,6 +214,17 @@ impl RunSettings {
             shutdown_timeout,
             claim_idle,
         })
+    }
+}
+
+impl RunSettings {
+    /// The retry policy of `queue`: the email queue's comes from `EMAIL_MAX_ATTEMPTS`,
+    /// `EMAIL_RETRY_BASE_MS` and `EMAIL_RETRY_CAP_MS`.
+    pub fn policy(&self, queue: QueueName) -> catalytic_jobs::RetryPolicy {
+        match queue {
+            QueueName::Email => self.worker.email.retry,
+            other => other.policy(),
+        }
     }
 }
 

@@ -54,6 +54,30 @@ pub async fn run(common: Common, command: DeadCommand) -> anyhow::Result<()> {
         }
         DeadCommand::Retry { id, all, queue } => {
             let queues = queues(queue.as_ref())?;
+            // Jobs with a PostgreSQL row go back to `queued` there first, or the worker
+            // would take the re-driven entry for a duplicate of a finished job.
+            let db = std::env::var("DATABASE_URL")
+                .ok()
+                .map(|url| catalytic_db::Pool::new(&url, 1))
+                .transpose()?;
+            for q in &queues {
+                for entry in client.dead_list(q.as_str(), 100_000).await? {
+                    if !all && id.as_deref() != Some(entry.id.as_str()) {
+                        continue;
+                    }
+                    let Ok(env) = entry.decode::<catalytic_jobs::Envelope>() else {
+                        continue;
+                    };
+                    let Some(job) = env.job_id else { continue };
+                    let Some(pool) = &db else {
+                        anyhow::bail!(
+                            "DATABASE_URL is not set: it is needed to re-drive jobs that have a PostgreSQL row"
+                        );
+                    };
+                    let mut conn = pool.get().await?;
+                    catalytic_db::jobs::requeue_failed(&mut conn, job.into()).await?;
+                }
+            }
             if all {
                 for q in queues {
                     let n = client.dead_retry_all(q.as_str()).await?;

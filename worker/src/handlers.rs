@@ -16,8 +16,7 @@ use catalytic_jobs::{
     sweeper::STALE_AFTER,
 };
 
-/// The envelope kind of the usage rollup.
-pub const USAGE_ROLLUP: &str = "usage.rollup";
+pub use catalytic_jobs::kinds::USAGE_ROLLUP;
 /// Its schedule (seconds first): every minute at :00.
 pub const USAGE_ROLLUP_SCHEDULE: &str = "0 * * * * *";
 

@@ -70,7 +70,7 @@ pub async fn run(settings: RunSettings) -> anyhow::Result<()> {
 
     let mut monitor = Monitor::new();
     for &queue in &settings.queues {
-        let consumer = ConsumerConfig::new(queue.as_str(), queue.policy())
+        let consumer = ConsumerConfig::new(queue.as_str(), settings.policy(queue))
             .with_consumer(identity.clone())
             .with_concurrency(settings.concurrency)
             .with_claim_idle(settings.claim_idle)

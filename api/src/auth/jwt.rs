@@ -112,6 +112,15 @@ pub struct Jwk {
     pub e: String,
 }
 
+/// Whom a token is issued to.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub user: UserId,
+    pub tenant: TenantId,
+    pub email: &'a str,
+    pub role: Role,
+}
+
 /// The signing key and every verifying key.
 pub struct JwtKeys {
     signing: EncodingKey,
@@ -204,17 +213,20 @@ impl JwtKeys {
         &self.jwks
     }
 
-    /// Issues a token; returns it with its claims.
+    /// Issues a token for `subject`; returns it with its claims.
     pub fn issue(
         &self,
         token_type: TokenType,
-        user: UserId,
-        tenant: TenantId,
-        email: &str,
-        role: Role,
+        subject: &Subject<'_>,
         jti: Uuid,
         family: Uuid,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let Subject {
+            user,
+            tenant,
+            email,
+            role,
+        } = *subject;
         let now = Utc::now().timestamp();
         let ttl = match token_type {
             TokenType::Access => ACCESS_TTL_SECS,

@@ -13,7 +13,8 @@ use crate::auth::jwt::{Claims, TokenType};
 use crate::auth::roles::{self, Rule};
 use crate::auth::scheme::{ApiKeyAuth, BearerAuth, Credentials};
 use crate::error::{ApiError, ApiResult};
-use crate::ratelimit::{self, Verdict};
+use crate::quota;
+use crate::ratelimit::{self, Gate, Metering, Verdict};
 use crate::state::AppState;
 use crate::tenancy::{Limits, TenantContext};
 
@@ -90,8 +91,8 @@ pub async fn authenticate(
     let rule: &Rule = roles::rule_for(operation_id)
         .ok_or_else(|| ApiError::internal(format!("no role rule for {operation_id}")))?;
     let mut principal = match creds {
-        Credentials::BearerAuth(BearerAuth(Bearer { token })) => bearer(state, token).await?,
-        Credentials::ApiKeyAuth(ApiKeyAuth(ApiKey { key })) => by_api_key(state, key).await?,
+        Credentials::BearerAuth(BearerAuth(Bearer { token })) => bearer(state, token, rule).await?,
+        Credentials::ApiKeyAuth(ApiKeyAuth(ApiKey { key })) => by_api_key(state, key, rule).await?,
     };
     if rule.platform_admin {
         // Platform administration is never in a token: it is read from the user row.
@@ -118,32 +119,101 @@ pub async fn authenticate(
     Ok(principal)
 }
 
-async fn bearer(state: &AppState, token: &str) -> ApiResult<Principal> {
+/// What identifies the caller to the gate.
+struct Caller<'a> {
+    rate_key: String,
+    deny_key: Option<String>,
+    revocation_key: Option<String>,
+    issued_ms: i64,
+    tenant: &'a TenantContext,
+}
+
+/// One Redis round trip: denylist, revocation, rate limit, quota and metering.
+async fn admit(state: &AppState, caller: Caller<'_>, rule: &Rule) -> ApiResult<()> {
+    let tenant = caller.tenant.tenant.id;
+    let now = chrono::Utc::now();
+    let group = quota::group_of(rule.path);
+    let quota = match caller.tenant.limits.api_calls_per_month {
+        Some(limit)
+            if state.config.usage_metering && !quota::EXEMPT_GROUPS.contains(&group.as_str()) =>
+        {
+            Some((
+                catalytic_jobs::usage::quota_key(&state.config.redis_key_prefix, tenant, now),
+                limit,
+            ))
+        }
+        _ => None,
+    };
+    let minute = catalytic_jobs::usage::minute_of(now);
+    let metric = catalytic_jobs::usage::API_CALLS;
+    let metering = Metering {
+        bucket_key: catalytic_jobs::usage::bucket_key(&state.config.redis_key_prefix, minute),
+        minutes_key: catalytic_jobs::usage::minutes_key(&state.config.redis_key_prefix),
+        minute,
+        fields: vec![
+            format!("{tenant}|{metric}"),
+            format!("{tenant}|{metric}.{group}"),
+        ],
+        quota: quota.clone(),
+    };
+    let mut conn = state.redis.get().await?;
+    let (verdict, info, used) = ratelimit::gate(
+        &mut conn,
+        &Gate {
+            rate_key: &caller.rate_key,
+            limit_per_minute: caller.tenant.limits.rate_limit_per_minute,
+            deny_key: caller.deny_key.as_deref(),
+            revocation_key: caller.revocation_key.as_deref(),
+            token_issued_ms: caller.issued_ms,
+            metering: state.config.usage_metering.then_some(metering),
+        },
+    )
+    .await?;
+    match verdict {
+        Verdict::Allowed => {
+            ratelimit::record(info);
+            if let Some((_, limit)) = quota
+                && let Err(e) = quota::after_count(state, tenant, used, limit).await
+            {
+                tracing::warn!(error = %e, "could not record the quota notification");
+            }
+            Ok(())
+        }
+        Verdict::TokenDenied | Verdict::TokenStale => Err(unauthorized()),
+        Verdict::RateLimited => {
+            ratelimit::record(info);
+            Err(ApiError::RateLimited {
+                retry_after_secs: info.retry_after_secs,
+            })
+        }
+        Verdict::QuotaExceeded => {
+            ratelimit::record(info);
+            Err(ApiError::QuotaExceeded {
+                limit: quota.map(|q| q.1).unwrap_or(0),
+                reset_at: catalytic_jobs::usage::next_month(now),
+            })
+        }
+    }
+}
+
+async fn bearer(state: &AppState, token: &str, rule: &Rule) -> ApiResult<Principal> {
     let claims = state.keys.verify(token, TokenType::Access).map_err(|e| {
         tracing::info!(reason = %e, "access token refused");
         unauthorized()
     })?;
     let tenant = tenant_context(state, claims.tenant()).await?;
-    let mut conn = state.redis.get().await?;
-    let (verdict, info) = ratelimit::gate(
-        &mut conn,
-        &state.key(&format!("rl:user:{}", claims.sub)),
-        Some(&deny_key(state, claims.jti)),
-        Some(&revocation_key(state, claims.user_id())),
-        claims.issued_ms(),
-        tenant.limits.rate_limit_per_minute,
+    admit(
+        state,
+        Caller {
+            rate_key: state.key(&format!("rl:user:{}", claims.sub)),
+            deny_key: Some(deny_key(state, claims.jti)),
+            revocation_key: Some(revocation_key(state, claims.user_id())),
+            issued_ms: claims.issued_ms(),
+            tenant: &tenant,
+        },
+        rule,
     )
     .await?;
-    match verdict {
-        Verdict::Allowed => ratelimit::record(info),
-        Verdict::TokenDenied | Verdict::TokenStale => return Err(unauthorized()),
-        Verdict::RateLimited => {
-            ratelimit::record(info);
-            return Err(ApiError::RateLimited {
-                retry_after_secs: info.retry_after_secs,
-            });
-        }
-    }
     Ok(Principal {
         tenant_id: claims.tenant(),
         user_id: Some(claims.user_id()),
@@ -156,7 +226,7 @@ async fn bearer(state: &AppState, token: &str) -> ApiResult<Principal> {
     })
 }
 
-async fn by_api_key(state: &AppState, key: &str) -> ApiResult<Principal> {
+async fn by_api_key(state: &AppState, key: &str, rule: &Rule) -> ApiResult<Principal> {
     if !key.starts_with(api_key::PREFIX) {
         return Err(unauthorized());
     }
@@ -166,22 +236,18 @@ async fn by_api_key(state: &AppState, key: &str) -> ApiResult<Principal> {
         .await?
         .ok_or_else(unauthorized)?;
     let tenant = tenant_context(state, row.tenant_id).await?;
-    let mut conn = state.redis.get().await?;
-    let (verdict, info) = ratelimit::gate(
-        &mut conn,
-        &state.key(&format!("rl:key:{}", row.id)),
-        None,
-        None,
-        0,
-        tenant.limits.rate_limit_per_minute,
+    admit(
+        state,
+        Caller {
+            rate_key: state.key(&format!("rl:key:{}", row.id)),
+            deny_key: None,
+            revocation_key: None,
+            issued_ms: 0,
+            tenant: &tenant,
+        },
+        rule,
     )
     .await?;
-    ratelimit::record(info);
-    if verdict == Verdict::RateLimited {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: info.retry_after_secs,
-        });
-    }
     if let Err(e) = catalytic_db::api_keys::touch(&mut db, row.id).await {
         tracing::warn!(error = %e, "could not record API key use");
     }
@@ -200,13 +266,14 @@ async fn by_api_key(state: &AppState, key: &str) -> ApiResult<Principal> {
 /// Per-IP limit of the unauthenticated auth routes (brute force).
 pub async fn limit_by_ip(state: &AppState, route: &str, ip: &str) -> ApiResult<()> {
     let mut conn = state.redis.get().await?;
-    let (verdict, info) = ratelimit::gate(
+    let rate_key = state.key(&format!("rl:ip:{route}:{ip}"));
+    let (verdict, info, _) = ratelimit::gate(
         &mut conn,
-        &state.key(&format!("rl:ip:{route}:{ip}")),
-        None,
-        None,
-        0,
-        state.config.auth_rate_limit_per_minute,
+        &Gate {
+            rate_key: &rate_key,
+            limit_per_minute: state.config.auth_rate_limit_per_minute,
+            ..Default::default()
+        },
     )
     .await?;
     ratelimit::record(info);

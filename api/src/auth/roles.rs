@@ -39,6 +39,7 @@ const fn rule(
 use Role::{Admin, Member, Owner, Viewer};
 
 pub const RULES: &[Rule] = &[
+    rule("ping", "GET", "/api/ping", Viewer, false),
     rule("auth_me", "GET", "/api/auth/me", Viewer, false),
     rule("auth_logout", "POST", "/api/auth/logout", Viewer, false),
     rule("users_list", "GET", "/api/users", Viewer, false),
@@ -83,6 +84,11 @@ pub const RULES: &[Rule] = &[
         Member,
         true,
     ),
+    rule("usage_series", "GET", "/api/usage", Viewer, false),
+    rule("usage_summary", "GET", "/api/usage/summary", Viewer, false),
+    rule("email_send", "POST", "/api/email/send", Admin, true),
+    rule("email_status", "GET", "/api/email/send", Admin, false),
+    rule("email_get", "GET", "/api/email/{id}", Admin, false),
 ];
 
 /// The rule of an operation. Every authenticated handler has one (a test checks it).

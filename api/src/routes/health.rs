@@ -99,6 +99,14 @@ pub async fn report(state: &AppState) -> HealthResponse {
     }
 }
 
+/// What an authenticated ping answers.
+#[derive(Debug, Clone, Object)]
+pub struct Pong {
+    pub tenant_id: uuid::Uuid,
+    pub role: String,
+    pub request_id: String,
+}
+
 pub struct HealthApi;
 
 #[OpenApi(tag = "ApiTags::Health")]
@@ -107,6 +115,22 @@ impl HealthApi {
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self, state: Data<&AppState>) -> HealthResponse {
         report(&state).await
+    }
+
+    /// Checks a credential end to end (authentication, rate limit, metering) and does
+    /// nothing else: the cheapest authenticated call.
+    #[oai(path = "/api/ping", method = "get", operation_id = "ping")]
+    async fn ping(
+        &self,
+        state: Data<&AppState>,
+        auth: crate::auth::Credentials,
+    ) -> crate::error::ApiResult<Json<Pong>> {
+        let p = crate::auth::principal::authenticate(&state, &auth, "ping").await?;
+        Ok(Json(Pong {
+            tenant_id: p.tenant_id.as_uuid(),
+            role: p.role.as_str().into(),
+            request_id: crate::http::request_id::current(),
+        }))
     }
 
     /// Health of the authentication subsystem (signing keys loaded; token store reachable).

@@ -73,7 +73,7 @@ impl LatticeOp {
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -120,17 +120,17 @@ pub fn validate(spec: &LatticeSpec, op: &LatticeOp) -> Result<(), (String, Strin
         }
         LatticeOp::ConnectedComponents | LatticeOp::Statistics => {}
     }
-    if !matches!(op, LatticeOp::ShortestPath { .. }) || spec.obstacle_density() > 0.0 {
-        if spec.memory_bytes() > MAX_WORKING_MEMORY {
-            return Err((
-                "lattice".into(),
-                format!(
-                    "needs {} bytes of working memory; this service runs at most {} per operation",
-                    spec.memory_bytes(),
-                    MAX_WORKING_MEMORY
-                ),
-            ));
-        }
+    // An obstacle-free shortest path is closed-form and needs no working memory.
+    let searches = !matches!(op, LatticeOp::ShortestPath { .. }) || spec.obstacle_density() > 0.0;
+    if searches && spec.memory_bytes() > MAX_WORKING_MEMORY {
+        return Err((
+            "lattice".into(),
+            format!(
+                "needs {} bytes of working memory; this service runs at most {} per operation",
+                spec.memory_bytes(),
+                MAX_WORKING_MEMORY
+            ),
+        ));
     }
     Ok(())
 }
@@ -186,6 +186,17 @@ pub async fn run(handle: &JobHandle, job: &Job) -> Result<Outcome, JobError> {
         Ok(Ok(mut value)) => {
             if let Some(obj) = value.as_object_mut() {
                 obj.insert("compute_ms".into(), elapsed_ms.into());
+            }
+            if let Some(tenant) = job.tenant_id
+                && let Err(e) = crate::usage::record(
+                    &handle.context().queue,
+                    tenant,
+                    crate::usage::COMPUTE_MS,
+                    elapsed_ms.max(1) as i64,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "could not meter compute time");
             }
             Ok(Outcome::Done(value))
         }

@@ -5,18 +5,18 @@
 //! * a visited bitset ([`AtomicBits`], 1 bit per vertex, blocked vertices
 //!   pre-set): the only array the hot loop probes, `2d` times per expanded
 //!   vertex (1 MiB per 8M vertices, about one core's L2);
-//! * for two-source searches, a [`Labels`] array (2 bits per vertex),
-//!   written only for vertices whose distance `L` is a multiple of `k`
-//!   ([`label_every`]: 4, 3 or 2 as `d` grows), with `1 + (L / k) mod 3`, when
-//!   they are expanded as part of a frontier (one level after they were
-//!   reached). Walking a path back from distance `L` then looks for a chain
-//!   of `k` (or fewer, down to the previous multiple) edges through visited
-//!   open vertices ending at a vertex labelled for `L - k`: the intermediate
-//!   vertices' distances are pinned by the two ends (adjacent vertices'
-//!   distances differ by at most one), and the three labelled levels such a
-//!   chain can reach are distinct mod 3. This writes `1/k` of the labels a
-//!   per-level scheme would, the one random write per vertex that the hot
-//!   loop cannot share with its probes;
+//! * for two-source searches, checkpoints: a copy of every `k`-th level
+//!   ([`checkpoint_every`]: 8, or 4 when `d > 5`), as `u32` ids when they
+//!   fit (sequential copies; at most `4 V / k` bytes over both directions,
+//!   since the two searches stop as soon as they meet). Walking a path back
+//!   from distance `L` looks (layered BFS in a ball of radius `<= k`) for a
+//!   walk of `L - T` edges through visited open vertices, `T` the previous
+//!   multiple of `k`, ending at a vertex of checkpoint `T`: the distances
+//!   along such a walk are pinned by its two ends (adjacent vertices'
+//!   distances differ by at most one), so it is a piece of a shortest path.
+//!   A per-vertex `distance mod 3` label array (2 bits per vertex) was
+//!   measured first: its writes land on cold cache lines, one per vertex,
+//!   and cost a third of the search;
 //! * two frontier queues.
 //!
 //! Each array has a single writer at any time, so claiming a vertex is a
@@ -48,10 +48,12 @@
 //! on the thread count. Meetings are only looked for once `a + b` can reach
 //! the obstacle-free distance between the sources (a lower bound of `D`).
 
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::bitset::{AtomicBits, Labels, level_label};
+use super::bitset::AtomicBits;
 use super::control::Reporter;
 use super::error::LatticeError;
 use super::geometry::{Grid, Stepper, WithStepper};
@@ -64,17 +66,80 @@ pub(crate) const PAR_MIN_FRONTIER: usize = 2048;
 /// Bitset words initialised between two progress/cancellation checks.
 const INIT_CHUNK_WORDS: usize = 1 << 13;
 /// Frontier vertices expanded between two progress/cancellation checks.
-const CHECK_EVERY: u64 = 1 << 16;
+const CHECK_EVERY: u64 = 1 << 14;
 
-/// Only levels that are multiples of this are labelled (see the module
-/// docs); walking back searches `(2d)^k` chains per `k` levels.
-pub(crate) fn label_every(d: usize) -> u64 {
-    match d {
-        0..=3 => 4,
-        4..=5 => 3,
-        _ => 2,
+/// Levels that are multiples of this are kept as checkpoints (see the
+/// module docs); walking back explores a ball of radius `k` per `k` levels
+/// (at most about 13 000 vertices with these values).
+pub(crate) fn checkpoint_every(d: usize) -> u64 {
+    if d <= 5 { 8 } else { 4 }
+}
+
+/// The vertices of one checkpoint level.
+pub(crate) enum Checkpoint {
+    Narrow(Vec<u32>),
+    Wide(Vec<u64>),
+}
+
+impl Checkpoint {
+    fn new(level: &[u64], narrow: bool) -> Self {
+        if narrow {
+            Checkpoint::Narrow(level.iter().map(|&v| v as u32).collect())
+        } else {
+            Checkpoint::Wide(level.to_vec())
+        }
+    }
+
+    /// The members of `candidates` in this level. Entries outside the
+    /// candidates' index range, or missing from a 64 Kbit filter of them,
+    /// are skipped without a hash lookup.
+    fn members(&self, candidates: &FastSet) -> FastSet {
+        let lo = candidates.iter().copied().min().unwrap_or(u64::MAX);
+        let hi = candidates.iter().copied().max().unwrap_or(0);
+        let slot = |v: u64| (v.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize;
+        let mut filter = vec![0u64; 1 << 10];
+        for &c in candidates {
+            filter[slot(c) >> 6] |= 1 << (slot(c) & 63);
+        }
+        let keep = |v: u64| {
+            v >= lo
+                && v <= hi
+                && (filter[slot(v) >> 6] >> (slot(v) & 63)) & 1 == 1
+                && candidates.contains(&v)
+        };
+        match self {
+            Checkpoint::Narrow(vs) => vs
+                .iter()
+                .map(|&v| u64::from(v))
+                .filter(|&v| keep(v))
+                .collect(),
+            Checkpoint::Wide(vs) => vs.iter().copied().filter(|&v| keep(v)).collect(),
+        }
     }
 }
+
+/// A multiplicative hasher for `u64` vertex ids (the default SipHash costs
+/// more than the rest of a path walk-back).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct VertexHasher(u64);
+
+impl Hasher for VertexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517C_C1B7_2722_0A95);
+    }
+}
+
+pub(crate) type FastSet = HashSet<u64, BuildHasherDefault<VertexHasher>>;
 
 pub(crate) struct SearchSetup<'a> {
     pub(crate) grid: &'a Grid,
@@ -106,18 +171,16 @@ pub(crate) struct Search {
     pub(crate) outcome: Outcome,
     /// Vertices reached (sources included).
     pub(crate) visited: u64,
-    /// Per direction: visited sets and labels of the levels that are
-    /// multiples of [`label_every`], for [`walk_back`].
+    /// Per direction: visited sets and checkpoints (levels `0, k, 2k, ...`
+    /// of [`checkpoint_every`]), for [`walk_back`].
     pub(crate) visited_sets: Vec<AtomicBits>,
-    pub(crate) labels: Vec<Labels>,
+    pub(crate) checkpoints: Vec<Vec<Checkpoint>>,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Plan {
     /// Worker 1 expands the backward side, whose frontier is at `level`.
-    Backward {
-        level: u64,
-    },
+    Backward,
     Exit,
 }
 
@@ -135,18 +198,22 @@ impl Frontier {
 }
 
 /// The queues of one direction: `cur` is the last completed level, `prev`
-/// the one before it (kept for the single-source "farthest" answer).
+/// the one before it (kept for the single-source "farthest" answer and the
+/// meeting test), and the checkpoints so far.
 #[derive(Default)]
 struct Queues {
     cur: Frontier,
     prev: Frontier,
+    checkpoints: Vec<Checkpoint>,
+    level: u64,
 }
 
 struct Shared<'a> {
     s: &'a SearchSetup<'a>,
     threads: usize,
     visited: Vec<AtomicBits>,
-    labels: Vec<Labels>,
+    /// Keep checkpoints (two-source searches).
+    checkpoints: bool,
     queues: Vec<Mutex<Queues>>,
     barrier: SpinBarrier,
     plan: Mutex<Plan>,
@@ -157,6 +224,7 @@ pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
     let threads = s.threads.max(1);
     let sides = s.sources.len();
     debug_assert!(sides == 1 || (sides == 2 && s.sources[0] != s.sources[1]));
+    let narrow = s.grid.vertices <= 1 << 32;
     let queues = s
         .sources
         .iter()
@@ -167,19 +235,22 @@ pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
                     len: 1,
                 },
                 prev: Frontier::default(),
+                checkpoints: if sides == 2 {
+                    vec![Checkpoint::new(&[src], narrow)]
+                } else {
+                    Vec::new()
+                },
+                level: 0,
             })
         })
         .collect();
-    let labelled = if sides == 2 { 2 } else { 0 };
     let sh = Shared {
         s,
         threads,
         visited: (0..sides)
             .map(|_| AtomicBits::new(s.grid.vertices))
             .collect(),
-        labels: (0..labelled)
-            .map(|_| Labels::new(s.grid.vertices))
-            .collect(),
+        checkpoints: sides == 2,
         queues,
         barrier: SpinBarrier::new(threads),
         plan: Mutex::new(Plan::Exit),
@@ -196,11 +267,20 @@ pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
     let (outcome, visited) = results
         .swap_remove(0)
         .unwrap_or(Err(LatticeError::Cancelled))?;
+    let checkpoints = sh
+        .queues
+        .into_iter()
+        .map(|q| {
+            q.into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .checkpoints
+        })
+        .collect();
     Ok(Search {
         outcome,
         visited,
         visited_sets: sh.visited,
-        labels: sh.labels,
+        checkpoints,
     })
 }
 
@@ -273,9 +353,9 @@ fn worker(sh: &Shared<'_>, tid: usize) {
         let plan = *lock(&sh.plan);
         match plan {
             Plan::Exit => return,
-            Plan::Backward { level } => {
+            Plan::Backward => {
                 if tid == 1 {
-                    expand(sh, 1, Some(level));
+                    expand(sh, 1);
                 }
                 sh.barrier.wait();
             }
@@ -313,8 +393,8 @@ fn touching(sh: &Shared<'_>, side: usize) -> Vec<u64> {
 /// the smallest that is not.
 fn split_by_previous(sh: &Shared<'_>, side: usize, candidates: &[u64]) -> (u64, u64) {
     let q = lock(&sh.queues[side]);
-    let set: std::collections::HashSet<u64> = candidates.iter().copied().collect();
-    let mut inside = std::collections::HashSet::new();
+    let set: FastSet = candidates.iter().copied().collect();
+    let mut inside = FastSet::default();
     for &w in q.prev.as_slice() {
         if set.contains(&w) {
             inside.insert(w);
@@ -359,7 +439,7 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
             }
         }
         if sides == 1 {
-            let new = expand(sh, 0, None);
+            let new = expand(sh, 0);
             if new == 0 {
                 let q = lock(&sh.queues[0]);
                 let farthest = q
@@ -387,9 +467,9 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
         if large <= 2 * small {
             // Both directions advance one level.
             size = if sh.threads >= 2 && size[0] + size[1] >= PAR_MIN_FRONTIER {
-                *lock(&sh.plan) = Plan::Backward { level: b };
+                *lock(&sh.plan) = Plan::Backward;
                 sh.barrier.wait();
-                let f = expand(sh, 0, Some(a));
+                let f = expand(sh, 0);
                 sh.barrier.wait();
                 if sh.barrier.is_released() {
                     // A worker panicked; the team propagates the panic.
@@ -397,8 +477,8 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
                 }
                 [f, lock(&sh.queues[1]).cur.len]
             } else {
-                let f = expand(sh, 0, Some(a));
-                [f, expand(sh, 1, Some(b))]
+                let f = expand(sh, 0);
+                [f, expand(sh, 1)]
             };
             level = [a + 1, b + 1];
             visited += (size[0] + size[1]) as u64;
@@ -423,33 +503,27 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
             }
         } else {
             let side = usize::from(size[1] < size[0]);
-            size[side] = expand(sh, side, Some(level[side]));
+            size[side] = expand(sh, side);
             level[side] += 1;
             visited += size[side] as u64;
-            if a + b + 1 >= s.lower_bound {
-                if let Some(vertex) = touching(sh, side).into_iter().min() {
-                    return Ok((
-                        Outcome::Met {
-                            vertex,
-                            dist: level,
-                        },
-                        visited,
-                    ));
-                }
+            if a + b + 1 >= s.lower_bound
+                && let Some(vertex) = touching(sh, side).into_iter().min()
+            {
+                return Ok((
+                    Outcome::Met {
+                        vertex,
+                        dist: level,
+                    },
+                    visited,
+                ));
             }
         }
     }
 }
 
-/// Expands the frontier of `side` by one level. With `Some(level)` (the
-/// frontier's level) and `level` a multiple of [`label_every`], the
-/// frontier vertices are labelled on the way. Returns the size of the new
-/// frontier.
-fn expand(sh: &Shared<'_>, side: usize, level: Option<u64>) -> usize {
-    let every = label_every(sh.s.grid.d);
-    let label = level
-        .filter(|l| l % every == 0)
-        .map(|l| level_label(l / every));
+/// Expands the frontier of `side` by one level (keeping a checkpoint of
+/// the new level when due). Returns the size of the new frontier.
+fn expand(sh: &Shared<'_>, side: usize) -> usize {
     let mut guard = lock(&sh.queues[side]);
     let q = &mut *guard;
     std::mem::swap(&mut q.cur, &mut q.prev);
@@ -458,9 +532,14 @@ fn expand(sh: &Shared<'_>, side: usize, level: Option<u64>) -> usize {
         frontier: frontier.as_slice(),
         next: &mut next.data,
         visited: &sh.visited[side],
-        labels: label.map(|l| (&sh.labels[side], l)),
     });
-    next.len
+    q.level += 1;
+    if sh.checkpoints && q.level.is_multiple_of(checkpoint_every(sh.s.grid.d)) {
+        let narrow = sh.s.grid.vertices <= 1 << 32;
+        q.checkpoints
+            .push(Checkpoint::new(q.cur.as_slice(), narrow));
+    }
+    q.cur.len
 }
 
 /// One level of expansion: every unvisited neighbour of `frontier` is
@@ -469,117 +548,113 @@ struct ExpandLevel<'a> {
     frontier: &'a [u64],
     next: &'a mut Vec<u64>,
     visited: &'a AtomicBits,
-    labels: Option<(&'a Labels, u64)>,
 }
 
 impl WithStepper for ExpandLevel<'_> {
     type Output = usize;
 
     fn run<const D: usize>(self, st: Stepper<D>) -> usize {
-        match self.labels {
-            Some((labels, label)) => {
-                expand_level(st, self.frontier, self.next, self.visited, |v| {
-                    labels.set(v, label)
-                })
+        let degree = 2 * D;
+        let visited = self.visited;
+        let next = self.next;
+        let mut len = 0usize;
+        let mut data: &mut [u64] = next.as_mut_slice();
+        for &v in self.frontier {
+            if data.len() < len + degree {
+                let grow = (len + degree).max(data.len() * 2);
+                next.resize(grow, 0);
+                data = next.as_mut_slice();
             }
-            None => expand_level(st, self.frontier, self.next, self.visited, |_| {}),
+            st.neighbours(v, |w| {
+                data[len] = w;
+                len += visited.claim(w) as usize;
+            });
         }
+        len
     }
-}
-
-#[inline(always)]
-fn expand_level<const D: usize>(
-    st: Stepper<D>,
-    frontier: &[u64],
-    next: &mut Vec<u64>,
-    visited: &AtomicBits,
-    mut on_frontier: impl FnMut(u64),
-) -> usize {
-    let degree = 2 * D;
-    let mut len = 0usize;
-    let mut data: &mut [u64] = next.as_mut_slice();
-    for &v in frontier {
-        if data.len() < len + degree {
-            let grow = (len + degree).max(data.len() * 2);
-            next.resize(grow, 0);
-            data = next.as_mut_slice();
-        }
-        on_frontier(v);
-        st.neighbours(v, |w| {
-            data[len] = w;
-            len += visited.claim(w) as usize;
-        });
-    }
-    len
 }
 
 /// Walks from `from` (at distance `dist` of the source of `visited` and
-/// `labels`) back to the source, returning `[from, ..., source]`. Each leg
-/// goes down to the previous multiple `T` of `k = label_every(d)` along the
-/// first chain (fixed neighbour order) of visited open vertices that ends
-/// at a vertex labelled for `T` (see the module docs for why such a chain
-/// is a shortest-path segment).
+/// `checkpoints`) back to the source, returning `[from, ..., source]`. Each
+/// leg goes down to the previous multiple `T` of `k = checkpoint_every(d)`
+/// along the first walk (layer order, fixed neighbour order) of visited open
+/// vertices that ends in checkpoint `T` (see the module docs for why such a
+/// walk is a piece of a shortest path).
 pub(crate) fn walk_back(
     grid: &Grid,
     visited: &AtomicBits,
-    labels: &Labels,
+    checkpoints: &[Checkpoint],
     from: u64,
     dist: u64,
     open: impl Fn(u64) -> bool,
 ) -> Vec<u64> {
-    let every = label_every(grid.d);
+    let every = checkpoint_every(grid.d);
     let mut out = Vec::with_capacity(usize::try_from(dist).unwrap_or(0).saturating_add(1));
     out.push(from);
     let mut lvl = dist;
     while lvl > 0 {
-        let step = if lvl % every == 0 { every } else { lvl % every };
-        let want = level_label((lvl - step) / every);
+        let step = if lvl.is_multiple_of(every) {
+            every
+        } else {
+            lvl % every
+        };
+        let target = &checkpoints[((lvl - step) / every) as usize];
         let cur = *out.last().unwrap_or(&from);
-        let mut chain = Vec::with_capacity(step as usize);
-        let chained = find_chain(grid, visited, labels, &open, cur, step, want, &mut chain);
-        if !chained {
-            if cfg!(debug_assertions) {
-                panic!("BFS labels lost the way back from {cur} at distance {lvl}");
+        match find_walk(grid, visited, target, &open, cur, step) {
+            Some(walk) => out.extend_from_slice(&walk),
+            None => {
+                if cfg!(debug_assertions) {
+                    panic!("no way back from {cur} at distance {lvl}");
+                }
+                break;
             }
-            break;
         }
-        out.extend_from_slice(&chain);
         lvl -= step;
     }
     out
 }
 
-/// Depth-first search for a chain of exactly `steps` edges from `cur`
-/// through visited open vertices to an open vertex labelled `want`.
-#[allow(clippy::too_many_arguments)]
-fn find_chain(
+/// Breadth-first search, layer by layer, for a walk of exactly `steps`
+/// edges from `cur` through visited open vertices to a vertex of `target`;
+/// returns the walk without `cur`. Layers are sets, so the cost is the size
+/// of a ball of radius `steps`, not the number of walks.
+fn find_walk(
     grid: &Grid,
     visited: &AtomicBits,
-    labels: &Labels,
+    target: &Checkpoint,
     open: &impl Fn(u64) -> bool,
     cur: u64,
     steps: u64,
-    want: u64,
-    chain: &mut Vec<u64>,
-) -> bool {
-    let mut next = Vec::with_capacity(2 * grid.d);
-    grid.neighbours(cur, |w| next.push(w));
-    for w in next {
-        if !open(w) {
-            continue;
+) -> Option<Vec<u64>> {
+    // layers[i] = (vertex, index of its parent in layers[i - 1]).
+    let mut layers: Vec<Vec<(u64, usize)>> = vec![vec![(cur, 0)]];
+    for i in 1..=steps {
+        let prev = &layers[(i - 1) as usize];
+        let room = prev.len() * 2 * grid.d;
+        let mut seen = FastSet::with_capacity_and_hasher(room, Default::default());
+        let mut layer = Vec::with_capacity(room);
+        for (parent, &(v, _)) in prev.iter().enumerate() {
+            grid.neighbours(v, |w| {
+                if open(w) && visited.get(w) && seen.insert(w) {
+                    layer.push((w, parent));
+                }
+            });
         }
-        if steps == 1 {
-            if labels.get(w) == want {
-                chain.push(w);
-                return true;
-            }
-        } else if visited.get(w) {
-            chain.push(w);
-            if find_chain(grid, visited, labels, open, w, steps - 1, want, chain) {
-                return true;
-            }
-            chain.pop();
+        if layer.is_empty() {
+            return None;
         }
+        layers.push(layer);
     }
-    false
+    let last = &layers[steps as usize];
+    let candidates: FastSet = last.iter().map(|&(w, _)| w).collect();
+    let members = target.members(&candidates);
+    let mut index = last.iter().position(|(w, _)| members.contains(w))?;
+    let mut walk = Vec::with_capacity(steps as usize);
+    for l in (1..=steps as usize).rev() {
+        let (v, parent) = layers[l][index];
+        walk.push(v);
+        index = parent;
+    }
+    walk.reverse();
+    Some(walk)
 }

@@ -59,62 +59,12 @@ impl AtomicBits {
     }
 }
 
-/// 2 bits per vertex, 32 vertices per atomic word: `0` = not reached,
-/// `1 + (distance mod 3)` = reached at that distance. Written once per
-/// reached vertex, read to detect meetings and to walk a path back: the
-/// neighbours of a vertex at distance `L` are at `L - 1`, `L` or `L + 1`,
-/// three distinct residues, so `distance mod 3` is enough.
-pub(crate) struct Labels {
-    words: Vec<AtomicU64>,
-}
-
-impl Labels {
-    /// `vertices` fields, all zero.
-    pub(crate) fn new(vertices: u64) -> Self {
-        let n = vertices.div_ceil(32) as usize;
-        Labels {
-            words: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn get(&self, v: u64) -> u64 {
-        (self.words[(v >> 5) as usize].load(Relaxed) >> ((v & 31) * 2)) & 3
-    }
-
-    /// Sets the field of `v` to `label` (any previous value); single writer.
-    #[inline(always)]
-    pub(crate) fn set(&self, v: u64, label: u64) {
-        let sh = (v & 31) * 2;
-        let w = &self.words[(v >> 5) as usize];
-        let cur = w.load(Relaxed);
-        w.store((cur & !(3 << sh)) | (label << sh), Relaxed);
-    }
-}
-
-/// The label of BFS level `level`.
-#[inline(always)]
-pub(crate) fn level_label(level: u64) -> u64 {
-    level % 3 + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn labels_and_bits() {
-        let l = Labels::new(100);
-        l.set(5, 2);
-        l.set(6, 3);
-        assert_eq!(l.get(5), 2);
-        assert_eq!(l.get(6), 3);
-        assert_eq!(l.get(7), 0);
-        l.set(5, 0);
-        assert_eq!(l.get(5), 0);
-        assert_eq!(l.get(6), 3);
-        assert_eq!(level_label(0), 1);
-        assert_eq!(level_label(4), 2);
+    fn atomic_bits() {
         let b = AtomicBits::new(130);
         assert_eq!(b.word_count(), 3);
         assert_eq!(b.claim(70), 1);

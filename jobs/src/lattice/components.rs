@@ -49,7 +49,7 @@ pub struct ComponentsResult {
 
 const NONE: u32 = u32::MAX;
 const MIN_SLAB_SIDE: u64 = 16;
-const CHECK_EVERY: u64 = 1 << 16;
+const CHECK_EVERY: u64 = 1 << 14;
 
 /// Connected components of the unblocked vertices (edges between
 /// neighbouring unblocked vertices).
@@ -146,10 +146,10 @@ impl SlabJob<'_> {
         let words = len.div_ceil(64) as usize;
         let mut vis = vec![0u64; words];
         let (seed, thr) = (self.spec.seed(), self.spec.obstacle_threshold());
-        for (i, chunk) in vis.chunks_mut(1 << 12).enumerate() {
+        for (i, chunk) in vis.chunks_mut(1 << 10).enumerate() {
             let mut blocked = 0u64;
             for (j, w) in chunk.iter_mut().enumerate() {
-                let first = base + (((i << 12) + j) as u64) * 64;
+                let first = base + (((i << 10) + j) as u64) * 64;
                 *w = blocked_bits(seed, thr, first, base + len, 64);
                 let real = (base + len - first).min(64);
                 let mask = if real == 64 { !0 } else { (1u64 << real) - 1 };

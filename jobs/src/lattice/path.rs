@@ -7,7 +7,7 @@ use super::bfs::{self, Outcome, SearchSetup, walk_back};
 use super::control::{Control, Reporter};
 use super::error::{Endpoint, LatticeError};
 use super::geometry::Grid;
-use super::parallel::threads_for;
+use super::parallel::{team, threads_for};
 use super::spec::LatticeSpec;
 
 /// How a path was found.
@@ -74,13 +74,14 @@ pub fn shortest_path(
     }
     let grid = Grid::new(spec);
     let sources = [s, e];
+    let threads = threads_for(ctl, spec.vertices());
     let setup = SearchSetup {
         grid: &grid,
         seed: spec.seed(),
         threshold: spec.obstacle_threshold(),
         sources: &sources,
         lower_bound: axis_moves(spec, start, end).iter().map(|m| m.2).sum(),
-        threads: threads_for(ctl, spec.vertices()),
+        threads,
         reporter: &rep,
         base: 0,
         span: 99,
@@ -96,16 +97,27 @@ pub fn shortest_path(
                     walk_back(
                         &grid,
                         &search.visited_sets[side],
-                        &search.labels[side],
+                        &search.checkpoints[side],
                         vertex,
                         dist[side],
                         open,
                     )
                 };
-                let mut vertices = walk(0);
+                // The two halves are independent: walk them on two threads
+                // when the search used two.
+                let mut halves = team(threads.min(2), |t| {
+                    if threads >= 2 {
+                        vec![walk(t)]
+                    } else {
+                        vec![walk(0), walk(1)]
+                    }
+                })
+                .into_iter()
+                .flatten();
+                let mut vertices = halves.next().unwrap_or_default();
                 vertices.reverse();
-                let back = walk(1);
-                vertices.extend_from_slice(&back[1..]);
+                let back = halves.next().unwrap_or_default();
+                vertices.extend_from_slice(back.get(1..).unwrap_or_default());
                 vertices
                     .into_iter()
                     .map(|v| spec.coords_unchecked(v))

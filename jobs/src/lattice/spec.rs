@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::bfs::checkpoint_every;
 use super::error::{Endpoint, LatticeError};
 use super::obstacles::{blocked_by_rule, obstacle_threshold};
 
@@ -172,18 +173,25 @@ impl LatticeSpec {
         per_axis * u128::from(self.dimensions)
     }
 
-    /// Bytes of per-vertex working state the engine allocates for a
-    /// shortest-path search (its largest operation), per search direction:
-    /// a visited bitset of 1 bit per vertex (blocked vertices pre-set in it,
-    /// so obstacles take no extra storage) and a label array of 2 bits per
-    /// vertex (`1 + distance mod 3`, to walk the path back), both packed in
-    /// `u64` words: `2 * (ceil(V / 64) + ceil(V / 32)) * 8` bytes, i.e. 6
-    /// bits per vertex. Frontier queues (proportional to a BFS level, not to
-    /// `V`) are not included. Components and statistics need 1 bit per
-    /// vertex.
+    /// Bytes of working state a shortest-path search (the engine's largest
+    /// operation) allocates for this lattice:
+    /// * two visited bitsets, one per search direction, 1 bit per vertex
+    ///   each (blocked vertices are pre-set in them, so obstacles take no
+    ///   extra storage): `2 * ceil(V / 64) * 8`;
+    /// * checkpoints, the vertices of every `k`-th BFS level (`k = 8`, or 4
+    ///   when `d > 5`) as `u32` ids (`u64` beyond 2^32 vertices), to walk the
+    ///   path back: the two searches together reach each vertex at most once
+    ///   before they meet, and lattice BFS levels vary slowly in size, so
+    ///   this is about `ceil(V / k) * id_bytes` at most (4 bits per vertex
+    ///   for `d <= 5`, 8 above), usually less.
+    ///
+    /// Frontier queues (one BFS level each, not proportional to `V`) are not
+    /// included. Components and statistics need 1 bit per vertex.
     pub fn memory_bytes(&self) -> u128 {
         let v = self.vertices;
-        2 * (u128::from(v.div_ceil(64)) + u128::from(v.div_ceil(32))) * 8
+        let id_bytes: u128 = if v <= 1 << 32 { 4 } else { 8 };
+        let k = checkpoint_every(self.dimensions as usize);
+        2 * u128::from(v.div_ceil(64)) * 8 + u128::from(v.div_ceil(k)) * id_bytes
     }
 
     /// Bytes an explicit adjacency-list graph needs: CSR with `u64` offsets
@@ -372,7 +380,7 @@ mod tests {
         assert_eq!(p2.edges(), 12);
         assert_eq!(o2.edges(), 12);
         let big = LatticeSpec::new(3, 200, 0.2, 0, Boundary::Open).unwrap();
-        assert_eq!(big.memory_bytes(), 2 * (125_000 + 250_000) * 8);
+        assert_eq!(big.memory_bytes(), 2 * 125_000 * 8 + 1_000_000 * 4);
         let e = 3u128 * 200 * 200 * 199;
         assert_eq!(big.explicit_memory_bytes(), 8_000_001 * 8 + 2 * e * 4);
         assert!(big.memory_reduction() > 20.0);

@@ -52,7 +52,7 @@ pub struct StatisticsResult {
     pub memory_reduction: f64,
 }
 
-const CHUNK: u64 = 1 << 16;
+const CHUNK: u64 = 1 << 14;
 
 /// Counts, degree histogram and diameter (see [`DiameterMethod`]). Uses a
 /// 1-bit-per-vertex obstacle bitset for the scan (in parallel on large

@@ -35,7 +35,7 @@ pub const FIELD_SALT: u64 = 0xA076_1D64_78BD_642F;
 /// Salt of the checksum's word positions.
 pub const CHECKSUM_SALT: u64 = 0xE703_7ED1_A0B4_28DB;
 /// Bytes per streamed chunk (a multiple of 8).
-pub const CHUNK_BYTES: u64 = 1 << 16;
+pub const CHUNK_BYTES: u64 = 1 << 14;
 /// Largest accepted `rounds`.
 pub const MAX_ROUNDS: u32 = 64;
 const ROUND_MUL: u64 = 0xD1B5_4A32_D192_ED03;

@@ -1,0 +1,31 @@
+//! `email.send`: delivers one `email_outbox` row (payload `{"email_id": ...}`).
+
+use catalytic_db::ids::EmailId;
+use serde::Deserialize;
+
+use crate::context::HandlerContext;
+use crate::{Envelope, JobError, email};
+
+pub use crate::enqueue::EMAIL_SEND;
+
+#[derive(Debug, Deserialize)]
+struct Payload {
+    email_id: uuid::Uuid,
+}
+
+pub async fn send(
+    ctx: &HandlerContext,
+    env: &Envelope,
+    attempt: u32,
+    final_attempt: bool,
+) -> Result<(), JobError> {
+    let payload: Payload = serde_json::from_value(env.payload.clone())
+        .map_err(|e| JobError::Abort(format!("bad {EMAIL_SEND} payload: {e}")))?;
+    email::delivery::deliver(
+        ctx,
+        EmailId::from_uuid(payload.email_id),
+        attempt,
+        final_attempt,
+    )
+    .await
+}

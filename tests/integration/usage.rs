@@ -1,0 +1,279 @@
+//! Usage metering, quotas and rollups against the real stack.
+
+use std::time::Duration;
+
+use catalytic_tests::{TestApp, eventually};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+/// Every bucket, however fresh.
+const ALL: i64 = i64::MAX;
+
+async fn series_total(app: &TestApp, token: &str, metric: &str) -> i64 {
+    let b: Value = app
+        .get("/api/usage?granularity=day", token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    b["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["metric"] == metric)
+        .map(|s| s["total"].as_i64().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_match_the_requests_made_under_concurrent_load() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+    let (n, conns) = (300, 40);
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        let client = reqwest::Client::new();
+        let url = app.url("/api/lattices");
+        let token = owner.access.clone();
+        let count = n / conns + usize::from(i < n % conns);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..count {
+                let s = client
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(s, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ctx = app.handler_context();
+    catalytic_jobs::usage::rollup_before(&ctx, ALL)
+        .await
+        .unwrap();
+    assert_eq!(
+        series_total(&app, &owner.access, "api_calls.lattices").await,
+        n as i64
+    );
+    // The usage call itself is metered too (in its own group).
+    assert!(series_total(&app, &owner.access, "api_calls").await >= n as i64);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_and_interrupted_rollups_count_each_call_exactly_once() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+    for _ in 0..25 {
+        assert_eq!(app.get("/api/lattices", &owner.access).await.status(), 200);
+    }
+    let ctx = app.handler_context();
+    // A rollup "killed half way": the PostgreSQL part of the bucket committed, the Redis
+    // clean-up never ran.
+    let minute = catalytic_jobs::usage::minute_of(Utc::now());
+    let mut redis = ctx.queue.connection();
+    let fields: Vec<(String, i64)> = redis::cmd("HGETALL")
+        .arg(catalytic_jobs::usage::bucket_key(&app.prefix, minute))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let counts: Vec<(String, i64)> = fields
+        .into_iter()
+        .map(|(f, c)| (f.split_once('|').unwrap().1.to_owned(), c))
+        .collect();
+    assert!(!counts.is_empty());
+    let at = chrono::TimeZone::timestamp_opt(&Utc, minute, 0).unwrap();
+    let mut conn = ctx.db.get().await.unwrap();
+    let applied =
+        catalytic_db::usage::apply_bucket(&mut conn, owner.tenant_id.parse().unwrap(), at, &counts)
+            .await
+            .unwrap();
+    assert!(applied);
+    drop(conn);
+    // Two rollups at the same moment, after the interrupted one.
+    let (a, b) = tokio::join!(
+        catalytic_jobs::usage::rollup_before(&ctx, ALL),
+        catalytic_jobs::usage::rollup_before(&ctx, ALL)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.applied + b.applied,
+        0,
+        "the bucket was already counted: {a:?} {b:?}"
+    );
+    assert_eq!(
+        series_total(&app, &owner.access, "api_calls.lattices").await,
+        25
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_allowed_call_passes_the_next_is_refused_and_upgrade_paths_stay_open() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+    app.set_overrides(&owner.tenant_id, json!({"api_calls_per_month": 10}))
+        .await;
+    for i in 1..=10 {
+        let resp = app.get("/api/lattices", &owner.access).await;
+        assert_eq!(resp.status(), 200, "call {i} is within the quota");
+    }
+    let resp = app.get("/api/lattices", &owner.access).await;
+    assert_eq!(resp.status(), 429);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(b["type"], "quota_exceeded");
+    assert_eq!(b["limit"], 10);
+    let reset: chrono::DateTime<Utc> = b["reset_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(reset, catalytic_jobs::usage::next_month(Utc::now()));
+    // Auth and usage stay reachable.
+    assert_eq!(app.get("/api/auth/me", &owner.access).await.status(), 200);
+    let summary: Value = app
+        .get("/api/usage/summary", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["api_calls"]["used"], 10);
+    assert_eq!(summary["api_calls"]["percent"], 100.0);
+    // A new month has a fresh counter: last month's full counter does not block.
+    let ctx = app.handler_context();
+    let mut redis = ctx.queue.connection();
+    let tenant = owner.tenant_id.parse().unwrap();
+    let this_month = catalytic_jobs::usage::quota_key(&app.prefix, tenant, Utc::now());
+    let _: () = redis::cmd("RENAME")
+        .arg(&this_month)
+        .arg(catalytic_jobs::usage::quota_key(
+            &app.prefix,
+            tenant,
+            Utc::now() - chrono::Duration::days(40),
+        ))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(app.get("/api/lattices", &owner.access).await.status(), 200);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reaching_80_and_100_percent_notifies_once_each() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+    app.set_overrides(&owner.tenant_id, json!({"api_calls_per_month": 10}))
+        .await;
+    for _ in 0..14 {
+        app.get("/api/lattices", &owner.access).await;
+    }
+    let pool = app.pool();
+    let mut conn = pool.get().await.unwrap();
+    let tenant = owner.tenant_id.parse().unwrap();
+    let notes = catalytic_db::notifications::list(&mut conn, tenant, Some("quota.threshold"))
+        .await
+        .unwrap();
+    let mut pcts: Vec<i64> = notes
+        .iter()
+        .map(|n| n.data["percent"].as_i64().unwrap())
+        .collect();
+    pcts.sort();
+    assert_eq!(pcts, vec![80, 100]);
+    let mails = catalytic_db::outbox::list_for_tenant(&mut conn, tenant)
+        .await
+        .unwrap();
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.template == "quota_warning")
+            .count(),
+        2
+    );
+    drop(conn);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_summary_reports_usage_against_the_plan() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "starter").await;
+    let resp = app
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "a", "dimensions": 2, "size": 10}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let s: Value = app
+        .get("/api/usage/summary", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["plan_code"], "starter");
+    assert_eq!(s["lattices"]["used"], 1);
+    assert_eq!(s["lattices"]["limit"], 5);
+    assert_eq!(s["lattices"]["percent"], 20.0);
+    assert_eq!(s["users"]["used"], 1);
+    assert_eq!(s["users"]["limit"], 3);
+    assert_eq!(s["api_calls"]["limit"], 1000);
+    assert_eq!(
+        s["api_calls"]["used"], 1,
+        "the lattice creation counted; usage calls do not"
+    );
+    assert!(s["storage_bytes"]["limit"].as_i64().unwrap() > 0);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lattice_compute_time_is_metered_by_the_worker() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+    let l: Value = app
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "c", "dimensions": 2, "size": 300, "obstacle_density": 0.1}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let worker = app.spawn_worker("lattice");
+    let b: Value = app
+        .post(
+            &format!("/api/lattices/{}/jobs", l["id"].as_str().unwrap()),
+            &owner.access,
+            json!({"operation": "connected_components"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job = b["job_id"].as_str().unwrap().to_owned();
+    let done: Value = app
+        .get(&format!("/api/jobs/{job}?wait=30"), &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "succeeded");
+    let ctx = app.handler_context();
+    let total = eventually(Duration::from_secs(10), "compute metered", || async {
+        catalytic_jobs::usage::rollup_before(&ctx, ALL).await.ok()?;
+        let t = series_total(&app, &owner.access, "lattice_compute_ms").await;
+        (t > 0).then_some(t)
+    })
+    .await;
+    assert!(total >= 1);
+    worker.terminate().await;
+    app.cleanup().await;
+}
