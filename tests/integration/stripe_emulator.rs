@@ -1044,3 +1044,108 @@ async fn the_webhook_endpoint_can_be_set_after_start() {
             .all(|r| r.id != events[0]["id"].as_str().unwrap())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosted_pages_let_a_person_pay_switch_plan_and_cancel() {
+    let emulator = emulator(None);
+    let client = client(&emulator);
+    let product = CreateProduct::new("Starter").send(&client).await.unwrap();
+    let starter = monthly_price(&client, product.id.as_str(), 2900, "starter_month").await;
+    let pro = monthly_price(&client, product.id.as_str(), 9900, "pro_month").await;
+    let customer = CreateCustomer::new()
+        .email("click@tenant.example")
+        .send(&client)
+        .await
+        .unwrap();
+    let session = CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Subscription)
+        .customer(customer.id.as_str())
+        .line_items(vec![CreateCheckoutSessionLineItems {
+            price: Some(starter.clone()),
+            quantity: Some(1),
+            ..CreateCheckoutSessionLineItems::new()
+        }])
+        .success_url("https://app.example/done?session={CHECKOUT_SESSION_ID}")
+        .send(&client)
+        .await
+        .unwrap();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let paid = browser
+        .post(format!("{}/pay", session.url.as_deref().unwrap()))
+        .form(&[("email", "click@tenant.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303);
+    assert_eq!(
+        paid.headers()["location"].to_str().unwrap(),
+        format!("https://app.example/done?session={}", session.id.as_str())
+    );
+    let subs = ListSubscription::new()
+        .customer(customer.id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    let sub = &subs.data[0];
+    assert_eq!(sub.status, SubscriptionStatus::Active);
+
+    let portal = CreateBillingPortalSession::new()
+        .customer(customer.id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    let page = browser
+        .get(&portal.url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(sub.id.as_str()));
+    let switched = browser
+        .post(format!(
+            "{}/subscriptions/{}/price",
+            portal.url,
+            sub.id.as_str()
+        ))
+        .form(&[("price", pro.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(switched.status(), 303);
+    let canceled = browser
+        .post(format!(
+            "{}/subscriptions/{}/cancel",
+            portal.url,
+            sub.id.as_str()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(canceled.status(), 303);
+    let sub = RetrieveSubscription::new(sub.id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(sub.items.data[0].price.id.as_str(), pro);
+    assert!(sub.cancel_at_period_end);
+
+    // `expand[]` reaches into lists too.
+    let list: Value = http()
+        .get(format!(
+            "{}/v1/subscriptions?expand[]=data.customer",
+            emulator.base_url
+        ))
+        .bearer_auth(&emulator.secret_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"][0]["customer"]["email"], "click@tenant.example");
+}

@@ -65,3 +65,199 @@ async fn a_worker_processes_a_job_end_to_end_and_records_it_in_postgres() {
     drop(pool);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_pushes_a_queued_row_whose_push_never_reached_redis() {
+    let app = TestApp::spawn().await;
+    let pool = app.pool();
+    let id = JobId::generate();
+    {
+        let mut conn = pool.get().await.unwrap();
+        catalytic_db::jobs::insert(
+            &mut conn,
+            NewJob {
+                id,
+                tenant_id: None,
+                lattice_id: None,
+                queue: "lattice",
+                kind: "system.ping",
+                params: json!({"swept": true}),
+                max_attempts: 3,
+                idempotency_key: None,
+                request_hash: None,
+                request_id: None,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Committed a minute ago, never pushed: what a crash between commit and push leaves.
+    catalytic_db::provision::execute_raw(
+        &app.db.url,
+        &format!("UPDATE jobs SET created_at = now() - interval '1 minute', enqueued_at = NULL WHERE id = '{id}'"),
+    )
+    .await
+    .unwrap();
+    let worker = app.spawn_worker("lattice");
+    let job = eventually(Duration::from_secs(40), "the swept job to succeed", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            let job = catalytic_db::jobs::get_any(&mut conn, id).await.ok()?;
+            (job.status == "succeeded").then_some(job)
+        }
+    })
+    .await;
+    assert_eq!(job.result.unwrap()["echo"]["swept"], true);
+    assert_eq!(job.attempts, 1, "pushed once, run once");
+    worker.terminate().await;
+    drop(pool);
+    app.cleanup().await;
+}
+
+/// A Redis server of the test's own, so restarting it disturbs no other test.
+struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start(port: u16, dir: std::path::PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+            ])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let me = Self {
+            port,
+            dir,
+            child: Some(child),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_under_load_loses_no_accepted_job() {
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let dir = std::env::temp_dir().join(format!("catalytic-redis-{}", uuid::Uuid::new_v4()));
+    let mut redis = OwnRedis::start(port, dir.clone());
+    let url = redis.url();
+    let app = TestApp::spawn_with(|e| {
+        e.insert("REDIS_URL", url.clone());
+    })
+    .await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+    let l: serde_json::Value = app
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "r", "dimensions": 2, "size": 20}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let lid = l["id"].as_str().unwrap().to_owned();
+    let worker = app.spawn_worker("lattice");
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..60 {
+        if i == 20 {
+            redis.stop();
+        }
+        if i == 40 {
+            redis = OwnRedis::start(port, dir.clone());
+        }
+        let resp = app
+            .post(
+                &format!("/api/lattices/{lid}/jobs"),
+                &owner.access,
+                json!({"operation": "statistics"}),
+            )
+            .await;
+        match resp.status().as_u16() {
+            202 => accepted.push(
+                resp.json::<serde_json::Value>().await.unwrap()["job_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            503 => refused += 1,
+            other => panic!(
+                "unexpected {other}: {}",
+                resp.text().await.unwrap_or_default()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused > 0,
+        "requests during the outage are refused with 503, not accepted blindly"
+    );
+    assert!(accepted.len() >= 40, "{} accepted", accepted.len());
+    for job in &accepted {
+        let done = eventually(
+            Duration::from_secs(90),
+            "every accepted job to finish",
+            || async {
+                let b: serde_json::Value = app
+                    .get(&format!("/api/jobs/{job}?wait=5"), &owner.access)
+                    .await
+                    .json()
+                    .await
+                    .ok()?;
+                (b["status"] == "succeeded").then_some(b)
+            },
+        )
+        .await;
+        assert_eq!(done["result"]["vertices"], 400);
+    }
+    worker.terminate().await;
+    app.cleanup().await;
+    drop(redis);
+    let _ = std::fs::remove_dir_all(dir);
+}

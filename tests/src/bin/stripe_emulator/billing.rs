@@ -21,6 +21,9 @@ pub enum Payment {
     Pending,
 }
 
+/// A subscription after a lifecycle step, and the invoice the step made (if any).
+pub type Step = ApiResult<(Value, Option<Value>)>;
+
 /// An item of a subscription being created.
 pub struct NewItem {
     pub price: Value,
@@ -590,12 +593,7 @@ pub fn save_subscription(state: &mut State, ctx: &Ctx, old: &Value, new: Value) 
 /// The renewal at the end of the current period (or of the trial): the period moves one
 /// interval forward and a new invoice, with any pending prorations, is charged. A
 /// subscription set to cancel at period end is canceled instead.
-pub fn renew(
-    state: &mut State,
-    ctx: &Ctx,
-    id: &str,
-    payment: Payment,
-) -> ApiResult<(Value, Option<Value>)> {
+pub fn renew(state: &mut State, ctx: &Ctx, id: &str, payment: Payment) -> Step {
     let old = live_subscription(state, id)?;
     let (_, end) = period(&old);
     if old["cancel_at_period_end"] == json!(true) {
@@ -628,7 +626,7 @@ pub fn renew(
 /// A declined charge: the subscription's open invoice is attempted again and fails, or,
 /// when it has none, the renewal happens and its charge fails. The subscription becomes
 /// past_due (an incomplete first payment stays incomplete).
-pub fn fail_payment(state: &mut State, ctx: &Ctx, id: &str) -> ApiResult<(Value, Option<Value>)> {
+pub fn fail_payment(state: &mut State, ctx: &Ctx, id: &str) -> Step {
     let old = live_subscription(state, id)?;
     let open = old["latest_invoice"]
         .as_str()
@@ -648,7 +646,7 @@ pub fn fail_payment(state: &mut State, ctx: &Ctx, id: &str) -> ApiResult<(Value,
 }
 
 /// Pays every open invoice of the subscription; it becomes active.
-pub fn pay(state: &mut State, ctx: &Ctx, id: &str) -> ApiResult<(Value, Option<Value>)> {
+pub fn pay(state: &mut State, ctx: &Ctx, id: &str) -> Step {
     let old = live_subscription(state, id)?;
     let mut open: Vec<Value> = state
         .table(Kind::Invoice)
@@ -712,7 +710,7 @@ pub fn pay_invoice(state: &mut State, ctx: &Ctx, id: &str) -> ApiResult<Value> {
 
 /// Ends a trial now: the subscription becomes active, a new period starts and its first
 /// real invoice is charged.
-pub fn end_trial(state: &mut State, ctx: &Ctx, id: &str) -> ApiResult<(Value, Option<Value>)> {
+pub fn end_trial(state: &mut State, ctx: &Ctx, id: &str) -> Step {
     let old = live_subscription(state, id)?;
     if old["status"] != json!("trialing") {
         return Err(ApiError::invalid(format!(

@@ -96,8 +96,7 @@ fn route(
         }),
         ("POST", ["subscriptions", id, action]) => {
             let id = *id;
-            let run: fn(&mut State, &Ctx, &str) -> ApiResult<(Value, Option<Value>)> = match *action
-            {
+            let run: fn(&mut State, &Ctx, &str) -> billing::Step = match *action {
                 "fail_payment" => billing::fail_payment,
                 "pay" => billing::pay,
                 "end_trial" => billing::end_trial,

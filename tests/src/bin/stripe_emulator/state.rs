@@ -35,6 +35,10 @@ impl Kind {
         Kind::Event,
     ];
 
+    fn index(self) -> usize {
+        self as usize
+    }
+
     /// The `object` value of this type.
     pub fn object(self) -> &'static str {
         match self {
@@ -160,7 +164,8 @@ pub struct State {
     pub fixtures: Fixtures,
     pub base_url: String,
     pub api_version: String,
-    tables: HashMap<Kind, Table>,
+    /// One table per kind, at `Kind::index`.
+    tables: [Table; Kind::ALL.len()],
     kinds: HashMap<String, Kind>,
     deleted: HashMap<String, Kind>,
     pub sessions: HashMap<String, SessionExtra>,
@@ -189,7 +194,7 @@ impl State {
             fixtures,
             base_url,
             api_version,
-            tables: Kind::ALL.iter().map(|k| (*k, Table::default())).collect(),
+            tables: Default::default(),
             kinds: HashMap::new(),
             deleted: HashMap::new(),
             sessions: HashMap::new(),
@@ -212,21 +217,18 @@ impl State {
     }
 
     pub fn table(&self, kind: Kind) -> &Table {
-        // Every kind has a table from the start.
-        &self.tables[&kind]
+        &self.tables[kind.index()]
     }
 
     /// Stores a new or changed object under its `id`.
     pub fn put(&mut self, kind: Kind, object: Value) {
         let id = object["id"].as_str().unwrap_or_default().to_owned();
         self.kinds.insert(id.clone(), kind);
-        if let Some(table) = self.tables.get_mut(&kind) {
-            table.insert(id, object);
-        }
+        self.tables[kind.index()].insert(id, object);
     }
 
     pub fn get(&self, kind: Kind, id: &str) -> Option<&Value> {
-        self.tables.get(&kind).and_then(|t| t.get(id))
+        self.tables[kind.index()].get(id)
     }
 
     /// The object, or Stripe's 404 naming it.
@@ -237,7 +239,7 @@ impl State {
     }
 
     pub fn get_mut(&mut self, kind: Kind, id: &str) -> Option<&mut Value> {
-        self.tables.get_mut(&kind).and_then(|t| t.get_mut(id))
+        self.tables[kind.index()].get_mut(id)
     }
 
     /// The type of any id the account has seen (custom product ids have no prefix).
