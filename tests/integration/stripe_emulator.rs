@@ -11,25 +11,29 @@ use poem::{Request, Response, Server};
 use serde_json::{Value, json};
 use stripe::{Client, ClientBuilder, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
-use stripe_billing::invoice::{ListInvoice, RetrieveInvoice};
+use stripe_billing::invoice::{ListInvoice, PayInvoice, RetrieveInvoice};
 use stripe_billing::subscription::{
-    CancelSubscription, ListSubscription, RetrieveSubscription, UpdateSubscription,
+    CancelSubscription, CreateSubscription, CreateSubscriptionItems,
+    CreateSubscriptionPaymentBehavior, ListSubscription, RetrieveSubscription, UpdateSubscription,
     UpdateSubscriptionItems, UpdateSubscriptionProrationBehavior,
 };
 use stripe_billing::{InvoiceStatus, SubscriptionStatus};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
-    RetrieveCheckoutSession,
+    ExpireCheckoutSession, ListLineItemsCheckoutSession, RetrieveCheckoutSession,
 };
 use stripe_checkout::{CheckoutSessionMode, CheckoutSessionPaymentStatus, CheckoutSessionStatus};
 use stripe_core::customer::{
-    CreateCustomer, OptionalFieldsCustomerAddress, RetrieveCustomer, RetrieveCustomerReturned,
-    UpdateCustomer,
+    CreateCustomer, DeleteCustomer, ListCustomer, OptionalFieldsCustomerAddress, RetrieveCustomer,
+    RetrieveCustomerReturned, SearchCustomer, UpdateCustomer,
 };
 use stripe_product::price::{
     CreatePrice, CreatePriceRecurring, CreatePriceRecurringInterval, ListPrice, SearchPrice,
+    UpdatePrice,
 };
-use stripe_product::product::CreateProduct;
+use stripe_product::product::{
+    CreateProduct, DeleteProduct, ListProduct, RetrieveProduct, SearchProduct, UpdateProduct,
+};
 use stripe_types::Currency;
 use stripe_webhook::{EventObject, Webhook};
 
@@ -1148,4 +1152,162 @@ async fn hosted_pages_let_a_person_pay_switch_plan_and_cancel() {
         .await
         .unwrap();
     assert_eq!(list["data"][0]["customer"]["email"], "click@tenant.example");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_customer_and_direct_subscription_endpoints_parse() {
+    let receiver = Receiver::start().await;
+    let emulator = emulator(Some(receiver.url.clone()));
+    let client = client(&emulator);
+
+    let product = CreateProduct::new("Enterprise")
+        .id("catalytic_enterprise")
+        .metadata([("plan_code".to_owned(), "enterprise".to_owned())])
+        .send(&client)
+        .await
+        .unwrap();
+    let dup = CreateProduct::new("Again")
+        .id("catalytic_enterprise")
+        .send(&client)
+        .await;
+    assert!(matches!(dup, Err(StripeError::Stripe(_, 400))));
+    let product = UpdateProduct::new(product.id.as_str())
+        .description("Unlimited")
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(product.description.as_deref(), Some("Unlimited"));
+    let fetched = RetrieveProduct::new(product.id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(fetched.name, "Enterprise");
+    let listed = ListProduct::new().active(true).send(&client).await.unwrap();
+    assert_eq!(listed.data.len(), 1);
+    let found = SearchProduct::new("metadata['plan_code']:'enterprise'")
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(found.data[0].id, product.id);
+    let price = monthly_price(&client, product.id.as_str(), 49900, "enterprise_month").await;
+    let old = UpdatePrice::new(price.as_str())
+        .active(false)
+        .send(&client)
+        .await
+        .unwrap();
+    assert!(!old.active);
+    let price = monthly_price(&client, product.id.as_str(), 49900, "enterprise_month_v2").await;
+    let in_use = DeleteProduct::new(product.id.as_str()).send(&client).await;
+    assert!(
+        matches!(in_use, Err(StripeError::Stripe(_, 400))),
+        "a product with prices stays"
+    );
+
+    let customer = CreateCustomer::new()
+        .email("direct@tenant.example")
+        .send(&client)
+        .await
+        .unwrap();
+    let customers = ListCustomer::new()
+        .email("direct@tenant.example")
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(customers.data.len(), 1);
+    let customers = SearchCustomer::new("email:'direct@tenant.example'")
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(customers.data[0].id, customer.id);
+
+    // A subscription created through the API, left incomplete, then paid.
+    let sub = CreateSubscription::new()
+        .customer(customer.id.as_str())
+        .items(vec![CreateSubscriptionItems {
+            price: Some(price.clone()),
+            ..CreateSubscriptionItems::new()
+        }])
+        .payment_behavior(CreateSubscriptionPaymentBehavior::DefaultIncomplete)
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(sub.status, SubscriptionStatus::Incomplete);
+    let open = sub
+        .latest_invoice
+        .as_ref()
+        .unwrap()
+        .id()
+        .as_ref()
+        .unwrap()
+        .to_string();
+    let paid = PayInvoice::new(open.as_str()).send(&client).await.unwrap();
+    assert_eq!(paid.status, Some(InvoiceStatus::Paid));
+    let sub = RetrieveSubscription::new(sub.id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(sub.status, SubscriptionStatus::Active);
+
+    // Checkout line items and expiry.
+    let session = CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Subscription)
+        .customer(customer.id.as_str())
+        .line_items(vec![CreateCheckoutSessionLineItems {
+            price: Some(price.clone()),
+            quantity: Some(2),
+            ..CreateCheckoutSessionLineItems::new()
+        }])
+        .success_url("https://app.example/ok")
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(session.amount_total, Some(2 * 49900));
+    let items = ListLineItemsCheckoutSession::new(session.id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(items.data[0].quantity, Some(2));
+    assert_eq!(items.data[0].price.as_ref().unwrap().id.as_str(), price);
+    let expired = ExpireCheckoutSession::new(session.id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(expired.status, Some(CheckoutSessionStatus::Expired));
+    assert!(
+        emulator
+            .complete_checkout(session.id.as_str(), Completion::default())
+            .await
+            .is_err()
+    );
+
+    // Deleting a customer cancels their subscriptions; the customer reads as deleted.
+    let deleted = DeleteCustomer::new(customer.id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(deleted.id, customer.id);
+    assert!(matches!(
+        RetrieveCustomer::new(customer.id.as_str())
+            .send(&client)
+            .await
+            .unwrap(),
+        RetrieveCustomerReturned::DeletedCustomer(_)
+    ));
+    let sub = RetrieveSubscription::new(sub.id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(sub.status, SubscriptionStatus::Canceled);
+
+    let ids = all_event_ids(&emulator).await;
+    let got = receiver.expect_all(&ids).await;
+    for wanted in [
+        "product.updated",
+        "price.updated",
+        "checkout.session.expired",
+        "customer.deleted",
+        "invoice.paid",
+    ] {
+        assert!(got.iter().any(|r| r.type_ == wanted), "no {wanted}");
+    }
 }

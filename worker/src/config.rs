@@ -228,10 +228,11 @@ impl RunSettings {
     }
 }
 
-/// `lattice,email` → queues, without duplicates, in the given order.
+/// `lattice,email` (or `lattice:email`, the form a systemd instance name can carry) →
+/// queues, without duplicates, in the given order.
 pub fn parse_queues(list: &str) -> Result<Vec<QueueName>, String> {
     let mut queues = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in list.split([',', ':']).map(str::trim).filter(|p| !p.is_empty()) {
         let q = part.parse::<QueueName>()?;
         if !queues.contains(&q) {
             queues.push(q);
@@ -296,6 +297,11 @@ mod tests {
         );
         assert!(parse_queues("email,mail").is_err());
         assert!(parse_queues(" , ").is_err());
+        assert_eq!(
+            parse_queues("webhooks:email:usage"),
+            Ok(vec![QueueName::Webhooks, QueueName::Email, QueueName::Usage]),
+            "systemd instance names separate with colons"
+        );
     }
 
     #[test]

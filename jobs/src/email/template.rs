@@ -58,6 +58,12 @@ impl TemplateKind {
     fn defaults(self, site: &str) -> Vec<(&'static str, Value)> {
         let link = |path: &str| Value::String(format!("{site}{path}"));
         let mut out = vec![("first_name", Value::String("there".into()))];
+        if !matches!(
+            self,
+            TemplateKind::Welcome | TemplateKind::Invitation | TemplateKind::PasswordReset
+        ) {
+            out.push(("company_name", Value::String("your organisation".into())));
+        }
         match self {
             TemplateKind::Welcome | TemplateKind::Invitation => {
                 out.push(("login_url", link("/login")));
@@ -66,7 +72,10 @@ impl TemplateKind {
             TemplateKind::PaymentFailed
             | TemplateKind::TrialEnding
             | TemplateKind::AccountSuspended => out.push(("billing_url", link("/billing"))),
-            TemplateKind::QuotaWarning => out.push(("usage_url", link("/usage"))),
+            TemplateKind::QuotaWarning => {
+                out.push(("usage_url", link("/usage")));
+                out.push(("metric", Value::String("api_calls".into())));
+            }
             TemplateKind::PasswordReset | TemplateKind::Custom => {}
         }
         out
@@ -269,6 +278,22 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("http"), "{e}");
         assert!(render("welcome", &json!([1]), SITE).is_err());
+    }
+
+    #[test]
+    fn the_quota_warning_takes_the_data_the_quota_check_writes() {
+        let data = json!({"first_name": "Ada", "percent": 80, "used": 81, "limit": 100,
+            "reset_at": "2026-12-01T00:00:00+00:00", "upgrade_url": "https://app.example.com/billing"});
+        let r = render("quota_warning", &data, SITE).unwrap();
+        assert_eq!(r.subject, "You have used 80% of this month's api calls");
+        assert!(
+            r.text
+                .contains("your organisation has used 81 of its 100 api calls"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("1 December 2026"));
+        assert!(r.html.contains("https://app.example.com/billing"));
     }
 
     #[test]

@@ -322,21 +322,27 @@ views!(
 pub struct QuotaWarning {
     pub first_name: String,
     pub company_name: String,
-    /// What is metered, e.g. `api_calls`.
+    /// What is metered (default `api_calls`).
     pub metric: String,
     pub used: i64,
     pub limit: i64,
+    /// The threshold reached (80, 100); computed from `used` and `limit` when absent.
     #[serde(default)]
+    pub percent: Option<i64>,
+    #[serde(default, alias = "reset_at")]
     pub resets_at: Option<DateTime<Utc>>,
     pub usage_url: String,
+    /// Where to upgrade; the button leads there when set.
+    #[serde(default)]
+    pub upgrade_url: Option<String>,
 }
 
 impl QuotaWarning {
     pub fn percent(&self) -> i64 {
-        if self.limit <= 0 {
-            100
-        } else {
-            self.used.saturating_mul(100) / self.limit
+        match self.percent {
+            Some(p) => p,
+            None if self.limit <= 0 => 100,
+            None => self.used.saturating_mul(100) / self.limit,
         }
     }
     pub fn metric_label(&self) -> String {
@@ -344,6 +350,13 @@ impl QuotaWarning {
     }
     pub fn resets_date(&self) -> Option<String> {
         self.resets_at.as_ref().map(date)
+    }
+    /// The button: upgrade when the data has a link for it, else the usage page.
+    pub fn action(&self) -> (&str, &'static str) {
+        match &self.upgrade_url {
+            Some(u) => (u.as_str(), "Upgrade the plan"),
+            None => (self.usage_url.as_str(), "View usage"),
+        }
     }
 }
 
@@ -361,17 +374,28 @@ struct QuotaWarningText<'a> {
     site: &'a str,
 }
 
-views!(
-    QuotaWarning,
-    QuotaWarningHtml,
-    QuotaWarningText,
-    |d| format!(
-        "You have used {}% of your {} quota",
-        d.percent(),
-        d.metric_label()
-    ),
-    [usage_url]
-);
+impl EmailData for QuotaWarning {
+    fn subject(&self) -> String {
+        format!(
+            "You have used {}% of this month's {}",
+            self.percent(),
+            self.metric_label()
+        )
+    }
+    fn html(&self, site: &str) -> askama::Result<String> {
+        QuotaWarningHtml { d: self, site }.render()
+    }
+    fn text(&self, site: &str) -> askama::Result<String> {
+        QuotaWarningText { d: self, site }.render()
+    }
+    fn urls(&self) -> Vec<(&'static str, &str)> {
+        let mut out = vec![("usage_url", self.usage_url.as_str())];
+        if let Some(u) = &self.upgrade_url {
+            out.push(("upgrade_url", u.as_str()));
+        }
+        out
+    }
+}
 
 /// A tenant's own email: its HTML is the sender's and is sent as written, inside the
 /// layout; the footer names the sending organisation.
