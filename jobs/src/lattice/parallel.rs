@@ -1,7 +1,7 @@
 //! Small threading helpers: a team of scoped threads, a spinning barrier and
 //! range splitting.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -59,18 +59,14 @@ where
     }
 }
 
-/// A barrier for a fixed team: spins briefly, then polls while yielding
-/// the core for up to 2 ms (a balanced BFS step leaves the threads tens of
-/// microseconds apart; waking a sleeping thread costs about as much, twice
-/// per step; yielding lets a partner that shares the core run), then sleeps
-/// on a condition variable (workers may wait a long time while the leader
-/// runs small levels alone). [`release`](Self::release) opens it for good
-/// (used when a thread panics, so nobody waits forever).
-pub(crate) struct SpinBarrier {
-    parties: usize,
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
-    released: AtomicBool,
+/// A published counter that other threads wait on: [`wait_past`]
+/// (Self::wait_past) spins briefly, then polls while yielding the core for
+/// up to 2 ms, then sleeps on a condition variable; [`publish`]
+/// (Self::publish) wakes sleepers. Used so the BFS leader never waits for a
+/// worker to *arrive* anywhere (a worker descheduled on a busy machine only
+/// delays work it has already taken).
+pub(crate) struct Signal {
+    value: AtomicU64,
     sleepers: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
@@ -81,53 +77,40 @@ const SPINS: u32 = 1000;
 /// it sleeps.
 const POLL_BEFORE_SLEEP: Duration = Duration::from_millis(2);
 
-impl SpinBarrier {
-    pub(crate) fn new(parties: usize) -> Self {
-        SpinBarrier {
-            parties: parties.max(1),
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-            released: AtomicBool::new(false),
+impl Signal {
+    pub(crate) fn new() -> Self {
+        Signal {
+            value: AtomicU64::new(0),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
         }
     }
 
-    fn passed(&self, generation: usize) -> bool {
-        self.generation.load(Ordering::SeqCst) != generation || self.released.load(Ordering::SeqCst)
+    pub(crate) fn get(&self) -> u64 {
+        self.value.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn wait(&self) {
-        if self.parties == 1 {
-            return;
+    /// Stores `value` (release) and wakes sleeping waiters.
+    pub(crate) fn publish(&self, value: u64) {
+        self.value.store(value, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.wake.notify_all();
         }
-        let generation = self.generation.load(Ordering::SeqCst);
-        if self.arrived.fetch_add(1, Ordering::SeqCst) + 1 == self.parties {
-            self.arrived.store(0, Ordering::SeqCst);
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            if self.sleepers.load(Ordering::SeqCst) > 0 {
-                let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-                self.wake.notify_all();
-            }
-            return;
-        }
-        for _ in 0..SPINS {
-            if self.passed(generation) {
-                return;
-            }
-            std::hint::spin_loop();
-        }
-        let polling = Instant::now();
-        while polling.elapsed() < POLL_BEFORE_SLEEP {
-            if self.passed(generation) {
-                return;
-            }
-            std::thread::yield_now();
-        }
+    }
+
+    /// Waits until the value differs from `seen` or `give_up()` holds;
+    /// returns the value.
+    pub(crate) fn wait_past(&self, seen: u64, give_up: impl Fn() -> bool) -> u64 {
+        wait_until(|| self.get() != seen || give_up(), || self.sleep_while(seen, &give_up));
+        self.get()
+    }
+
+    fn sleep_while(&self, seen: u64, give_up: &impl Fn() -> bool) {
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
-        while !self.passed(generation) {
+        while self.get() == seen && !give_up() {
             guard = self
                 .wake
                 .wait_timeout(guard, Duration::from_millis(1))
@@ -136,26 +119,50 @@ impl SpinBarrier {
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
+}
 
-    /// Opens the barrier permanently.
-    pub(crate) fn release(&self) {
-        self.released.store(true, Ordering::SeqCst);
-        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        self.wake.notify_all();
+/// Spins, then polls while yielding for up to 2 ms, then calls `sleep`
+/// (which must return once `done()` holds, or soon after).
+pub(crate) fn wait_until(done: impl Fn() -> bool, sleep: impl FnOnce()) {
+    for _ in 0..SPINS {
+        if done() {
+            return;
+        }
+        std::hint::spin_loop();
     }
-
-    pub(crate) fn is_released(&self) -> bool {
-        self.released.load(Ordering::SeqCst)
+    let polling = Instant::now();
+    while polling.elapsed() < POLL_BEFORE_SLEEP {
+        if done() {
+            return;
+        }
+        std::thread::yield_now();
+    }
+    if !done() {
+        sleep();
     }
 }
 
-/// Releases the barrier if the owning thread unwinds.
-pub(crate) struct ReleaseOnPanic<'a>(pub(crate) &'a SpinBarrier);
+/// Waits (spin, then yield) until `done()` holds; for waits on work that a
+/// running thread has already taken.
+pub(crate) fn wait_busy(done: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        if spins < SPINS {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
 
-impl Drop for ReleaseOnPanic<'_> {
+/// Sets the flag if the owning thread unwinds.
+pub(crate) struct FlagOnPanic<'a>(pub(crate) &'a AtomicBool);
+
+impl Drop for FlagOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.release();
+            self.0.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -181,19 +188,31 @@ mod tests {
     }
 
     #[test]
-    fn team_and_barrier() {
-        let b = SpinBarrier::new(3);
-        let counter = AtomicU64::new(0);
+    fn team_and_signal() {
+        let signal = Signal::new();
+        let acks = AtomicU64::new(0);
         let out = team(3, |t| {
-            for round in 0..50u64 {
-                counter.fetch_add(1, Ordering::Relaxed);
-                b.wait();
-                assert!(counter.load(Ordering::Relaxed) >= (round + 1) * 3);
-                b.wait();
+            if t == 0 {
+                for round in 1..=50u64 {
+                    signal.publish(round);
+                    wait_busy(|| acks.load(Ordering::SeqCst) >= round * 2);
+                }
+                // Let the workers sleep, then wake them.
+                std::thread::sleep(Duration::from_millis(5));
+                signal.publish(u64::MAX);
+            } else {
+                let mut seen = 0;
+                loop {
+                    seen = signal.wait_past(seen, || false);
+                    if seen == u64::MAX {
+                        break;
+                    }
+                    acks.fetch_add(1, Ordering::SeqCst);
+                }
             }
             t * 10
         });
         assert_eq!(out, vec![0, 10, 20]);
-        assert_eq!(counter.load(Ordering::Relaxed), 150);
+        assert_eq!(acks.load(Ordering::SeqCst), 100);
     }
 }
