@@ -134,3 +134,27 @@ pub async fn users_set_platform_admin(url: &str, email: &str, admin: bool) -> an
     println!("{} platform administrator: {}", user.email, admin);
     Ok(())
 }
+
+/// `catalytic-api stripe-sync`: the paid plans' products and prices in Stripe.
+pub async fn stripe_sync(url: &str) -> anyhow::Result<()> {
+    use catalytic_jobs::billing::{Stripe, StripeSettings, catalog};
+    let settings = StripeSettings::from_lookup(|k| std::env::var(k).ok())
+        .ok_or_else(|| anyhow::anyhow!("STRIPE_SECRET_KEY is not set"))?;
+    let stripe = Stripe::new(&settings)?;
+    let pool = Pool::new(url, 2)?;
+    for plan in catalog::sync(&stripe, &pool).await? {
+        println!(
+            "{:<13} product {}  month {}  year {}{}",
+            plan.code,
+            plan.product_id,
+            plan.monthly_price_id,
+            plan.yearly_price_id,
+            if plan.changes.is_empty() {
+                "  (unchanged)".to_owned()
+            } else {
+                format!("  ({})", plan.changes.join("; "))
+            }
+        );
+    }
+    Ok(())
+}

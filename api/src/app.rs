@@ -11,8 +11,8 @@ use crate::config::AppEnv;
 use crate::http::middleware;
 use crate::routes::{
     api_keys::ApiKeysApi, audit::AuditApi, auth::AuthApi, email::EmailApi, health::HealthApi,
-    jobs::JobsApi, lattices::LatticesApi, password_reset::PasswordResetApi, usage::UsageApi,
-    users::UsersApi,
+    invoices::InvoicesApi, jobs::JobsApi, lattices::LatticesApi, password_reset::PasswordResetApi,
+    stripe::StripeApi, subscriptions::SubscriptionsApi, usage::UsageApi, users::UsersApi,
 };
 use crate::state::AppState;
 
@@ -28,6 +28,9 @@ pub type Apis = (
     JobsApi,
     EmailApi,
     UsageApi,
+    StripeApi,
+    SubscriptionsApi,
+    InvoicesApi,
 );
 
 /// The OpenAPI service (also used to print the spec).
@@ -44,6 +47,9 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             JobsApi,
             EmailApi,
             UsageApi,
+            StripeApi,
+            SubscriptionsApi,
+            InvoicesApi,
         ),
         "Catalytic API",
         env!("CARGO_PKG_VERSION"),

@@ -40,6 +40,9 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Create or update the Stripe products and prices of the paid plans (by lookup key)
+    /// and store their ids; running it again changes nothing.
+    StripeSync,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

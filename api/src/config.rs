@@ -82,6 +82,9 @@ pub struct Config {
     pub stripe_webhook_secret: Option<Secret>,
     /// `STRIPE_API_BASE`: the Stripe API base URL (tests point it at the emulator).
     pub stripe_api_base: String,
+    /// `BILLING_GRACE_SECS`: how long a subscription may stay past due before the workers
+    /// suspend the tenant (default 604800, 7 days); the API reports when that will be.
+    pub billing_grace_secs: u64,
     /// `EMAIL_FROM`: sender of every email (default `Catalytic <no-reply@localhost>`).
     pub email_from: String,
     /// `SMTP_HOST`, `SMTP_PORT`, `SMTP_TLS`, `SMTP_USERNAME`, `SMTP_PASSWORD`: the server the
@@ -235,6 +238,7 @@ impl Config {
             stripe_api_base: env
                 .optional("STRIPE_API_BASE")
                 .unwrap_or_else(|| "https://api.stripe.com".into()),
+            billing_grace_secs: env.parsed("BILLING_GRACE_SECS", 7 * 24 * 3600)?,
             email_from: env
                 .optional("EMAIL_FROM")
                 .unwrap_or_else(|| "Catalytic <no-reply@localhost>".into()),

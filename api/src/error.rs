@@ -250,6 +250,20 @@ impl From<catalytic_db::DieselError> for ApiError {
     }
 }
 
+impl From<catalytic_jobs::billing::BillingError> for ApiError {
+    fn from(err: catalytic_jobs::billing::BillingError) -> Self {
+        use catalytic_jobs::billing::BillingError;
+        match err {
+            BillingError::NotConfigured => {
+                ApiError::Unavailable("stripe", "STRIPE_SECRET_KEY is not set".into())
+            }
+            BillingError::Unavailable(cause) => ApiError::Unavailable("stripe", cause),
+            BillingError::Db(e) => e.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<redis::RedisError> for ApiError {
     fn from(err: redis::RedisError) -> Self {
         ApiError::Unavailable("redis", err.to_string())

@@ -9,7 +9,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     // `.env` from the working directory, when present; the real environment wins.
-    let _ = dotenvy::dotenv();
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("configuration error: cannot read .env: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -86,6 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::StripeSync => admin::stripe_sync(&database_url()?).await,
         Command::Users { command } => {
             let url = database_url()?;
             match command {

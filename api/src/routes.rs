@@ -5,9 +5,12 @@ pub mod audit;
 pub mod auth;
 pub mod email;
 pub mod health;
+pub mod invoices;
 pub mod jobs;
 pub mod lattices;
 pub mod password_reset;
+pub mod stripe;
+pub mod subscriptions;
 pub mod usage;
 pub mod users;
 
@@ -34,6 +37,8 @@ pub enum ApiTags {
     Email,
     /// Metered usage against the plan.
     Usage,
+    /// Plans, Stripe checkout and portal, subscription, invoices, webhooks.
+    Billing,
 }
 
 /// Paging parameters' bounds.

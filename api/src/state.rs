@@ -25,6 +25,8 @@ pub struct AppState {
     /// A hash to verify against when a login names an unknown email, so both failures
     /// take the same time.
     pub dummy_hash: Arc<String>,
+    /// The Stripe client, when `STRIPE_SECRET_KEY` is set.
+    pub stripe: Option<catalytic_jobs::billing::Stripe>,
 }
 
 impl AppState {
@@ -47,6 +49,15 @@ impl AppState {
         )?;
         let redis_client = redis::Client::open(config.redis_url.expose())?;
         let tenants = TenantCache::new(Duration::from_millis(config.tenant_cache_ttl_ms));
+        let stripe = match &config.stripe_secret_key {
+            Some(key) => Some(catalytic_jobs::billing::Stripe::new(
+                &catalytic_jobs::billing::StripeSettings {
+                    secret_key: key.expose().to_owned(),
+                    api_base: config.stripe_api_base.clone(),
+                },
+            )?),
+            None => None,
+        };
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -57,6 +68,7 @@ impl AppState {
             queue,
             redis_client,
             dummy_hash: Arc::new(dummy_hash),
+            stripe,
         })
     }
 

@@ -11,11 +11,15 @@ pub mod schema;
 
 pub mod api_keys;
 pub mod audit;
+pub mod invoices;
 pub mod jobs;
 pub mod lattices;
 pub mod notifications;
 pub mod outbox;
 pub mod plans;
+pub mod stripe_customers;
+pub mod stripe_events;
+pub mod subscriptions;
 pub mod tenants;
 pub mod tokens;
 pub mod usage;

@@ -170,11 +170,19 @@ pub async fn claim_for_sending(
             _ => {}
         }
         let resumed = email.status == "sending";
+        // A resumed claim says so on the row: the send that follows may be a second copy.
+        let note = resumed.then(|| {
+            format!(
+                "attempt {} was interrupted before its outcome was recorded; re-sent with the same Message-ID",
+                email.attempts
+            )
+        });
         let claimed = diesel::update(email_outbox::table.find(id))
             .set((
                 email_outbox::status.eq("sending"),
                 email_outbox::attempts.eq(email_outbox::attempts + 1),
                 email_outbox::updated_at.eq(now),
+                email_outbox::last_error.eq(note.or(email.last_error.clone())),
             ))
             .returning(OutboxEmail::as_returning())
             .get_result(c)
@@ -232,13 +240,24 @@ pub async fn record_failure(
     Ok(())
 }
 
-/// Notes on a claimed email why this attempt is a re-send (kept if it then succeeds).
-pub async fn note_error(conn: &mut Conn, id: EmailId, note: &str) -> DbResult<()> {
-    diesel::update(email_outbox::table.find(id))
-        .set(email_outbox::last_error.eq(note))
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Puts a `failed` email back to `pending` with fresh attempts (an operator re-drives its
+/// dead-lettered delivery); other states are left alone.
+pub async fn requeue_failed(conn: &mut Conn, id: EmailId) -> DbResult<bool> {
+    let n = diesel::update(
+        email_outbox::table.filter(
+            email_outbox::id
+                .eq(id)
+                .and(email_outbox::status.eq("failed")),
+        ),
+    )
+    .set((
+        email_outbox::status.eq("pending"),
+        email_outbox::attempts.eq(0),
+        email_outbox::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
 }
 
 /// A tenant's emails by delivery state.

@@ -47,6 +47,8 @@ pub struct Subscription {
     pub cancel_at_period_end: bool,
     pub trial_end: Option<DateTime<Utc>>,
     pub past_due_since: Option<DateTime<Utc>>,
+    /// When the Stripe state in this row was read from Stripe.
+    pub stripe_synced_at: Option<DateTime<Utc>>,
 }
 
 #[tracing::instrument(skip_all)]
@@ -120,4 +122,60 @@ pub async fn set_plan(conn: &mut Conn, tenant: TenantId, plan: PlanId) -> DbResu
         return Err(crate::DbError::NotFound);
     }
     Ok(())
+}
+
+/// Records a plan's Stripe product and prices (`catalytic-api stripe-sync`).
+#[tracing::instrument(skip_all, fields(plan.id = %plan))]
+pub async fn set_stripe_ids(
+    conn: &mut Conn,
+    plan: PlanId,
+    product: &str,
+    monthly: &str,
+    yearly: &str,
+) -> DbResult<()> {
+    diesel::update(subscription_plans::table.find(plan))
+        .set((
+            subscription_plans::stripe_product_id.eq(product),
+            subscription_plans::stripe_price_monthly_id.eq(monthly),
+            subscription_plans::stripe_price_yearly_id.eq(yearly),
+            subscription_plans::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The plan one of whose prices is `price_id`, with that price's interval (`month` or
+/// `year`).
+#[tracing::instrument(skip_all, fields(stripe.price = price_id))]
+pub async fn by_stripe_price(
+    conn: &mut Conn,
+    price_id: &str,
+) -> DbResult<Option<(Plan, &'static str)>> {
+    let plan: Option<Plan> = subscription_plans::table
+        .filter(
+            subscription_plans::stripe_price_monthly_id
+                .eq(price_id)
+                .or(subscription_plans::stripe_price_yearly_id.eq(price_id)),
+        )
+        .select(Plan::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(plan.map(|p| {
+        let interval = if p.stripe_price_monthly_id.as_deref() == Some(price_id) {
+            "month"
+        } else {
+            "year"
+        };
+        (p, interval)
+    }))
+}
+
+pub async fn by_id(conn: &mut Conn, id: PlanId) -> DbResult<Plan> {
+    Ok(subscription_plans::table
+        .find(id)
+        .select(Plan::as_select())
+        .first(conn)
+        .await?)
 }

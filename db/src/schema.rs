@@ -35,6 +35,7 @@ diesel::table! {
         limit_overrides -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        suspension_reason -> Nullable<Text>,
     }
 }
 
@@ -71,6 +72,7 @@ diesel::table! {
         past_due_since -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        stripe_synced_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -117,6 +119,7 @@ diesel::table! {
         period_end -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        stripe_synced_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -241,6 +244,7 @@ diesel::table! {
         event_created -> Nullable<Timestamptz>,
         received_at -> Timestamptz,
         processed_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
     }
 }
 

@@ -17,6 +17,8 @@ pub struct Tenant {
     pub slug: String,
     pub status: String,
     pub suspended_at: Option<DateTime<Utc>>,
+    /// `billing` (lifted by a payment) or `operator` (lifted only by an operator).
+    pub suspension_reason: Option<String>,
     pub limit_overrides: serde_json::Value,
     pub created_at: DateTime<Utc>,
 }
@@ -100,13 +102,14 @@ pub async fn list_with_plans(conn: &mut Conn) -> DbResult<Vec<TenantWithPlan>> {
         .collect())
 }
 
-/// Suspends (`true`) or resumes (`false`) a tenant.
+/// Suspends (`true`) or resumes (`false`) a tenant, as an operator.
 #[tracing::instrument(skip_all, fields(tenant.id = %id))]
 pub async fn set_suspended(conn: &mut Conn, id: TenantId, suspended: bool) -> DbResult<()> {
     let n = diesel::update(tenants::table.find(id))
         .set((
             tenants::status.eq(if suspended { "suspended" } else { "active" }),
             tenants::suspended_at.eq(if suspended { Some(Utc::now()) } else { None }),
+            tenants::suspension_reason.eq(suspended.then_some("operator")),
             tenants::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
@@ -127,4 +130,61 @@ pub async fn lock(conn: &mut Conn, id: TenantId) -> DbResult<()> {
         .first::<TenantId>(conn)
         .await?;
     Ok(())
+}
+
+/// Suspends an active tenant for an unpaid subscription; false when it was not active
+/// (already suspended, for billing or by an operator).
+#[tracing::instrument(skip_all, fields(tenant.id = %id))]
+pub async fn suspend_for_billing(conn: &mut Conn, id: TenantId) -> DbResult<bool> {
+    let n = diesel::update(
+        tenants::table.filter(tenants::id.eq(id).and(tenants::status.eq("active"))),
+    )
+    .set((
+        tenants::status.eq("suspended"),
+        tenants::suspended_at.eq(diesel::dsl::now),
+        tenants::suspension_reason.eq("billing"),
+        tenants::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Lifts a billing suspension (an operator's stays); false when there was none.
+#[tracing::instrument(skip_all, fields(tenant.id = %id))]
+pub async fn lift_billing_suspension(conn: &mut Conn, id: TenantId) -> DbResult<bool> {
+    let n = diesel::update(
+        tenants::table.filter(
+            tenants::id
+                .eq(id)
+                .and(tenants::status.eq("suspended"))
+                .and(tenants::suspension_reason.eq("billing")),
+        ),
+    )
+    .set((
+        tenants::status.eq("active"),
+        tenants::suspended_at.eq(None::<DateTime<Utc>>),
+        tenants::suspension_reason.eq(None::<String>),
+        tenants::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Replaces a tenant's limit overrides (platform administrators).
+#[tracing::instrument(skip_all, fields(tenant.id = %id))]
+pub async fn set_limit_overrides(
+    conn: &mut Conn,
+    id: TenantId,
+    overrides: serde_json::Value,
+) -> DbResult<Tenant> {
+    Ok(diesel::update(tenants::table.find(id))
+        .set((
+            tenants::limit_overrides.eq(overrides),
+            tenants::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Tenant::as_returning())
+        .get_result(conn)
+        .await?)
 }

@@ -18,6 +18,18 @@ pub struct WorkerConfig {
     pub redis_key_prefix: String,
     /// `SMTP_*`, `EMAIL_FROM`, `FRONTEND_URL` and the email retry policy.
     pub email: crate::email::EmailSettings,
+    /// `STRIPE_SECRET_KEY`, `STRIPE_API_BASE`: webhook reconciliation needs them.
+    pub stripe: Option<crate::billing::StripeSettings>,
+    /// `BILLING_GRACE_SECS`: how long a subscription may stay past due before the tenant
+    /// is suspended (default 7 days).
+    pub billing_grace: std::time::Duration,
+}
+
+impl WorkerConfig {
+    /// The domain of the Message-IDs of emails the worker queues (from `EMAIL_FROM`).
+    pub fn message_domain(&self) -> String {
+        self.email.from.email.domain().to_owned()
+    }
 }
 
 /// Shared by every handler invocation of one worker process.
@@ -28,6 +40,8 @@ pub struct HandlerContext {
     pub config: WorkerConfig,
     /// The SMTP client (a small connection pool); connects on first use.
     pub mailer: crate::email::Mailer,
+    /// The Stripe client, when a key is configured.
+    pub stripe: Option<crate::billing::Stripe>,
 }
 
 impl HandlerContext {
@@ -37,11 +51,17 @@ impl HandlerContext {
         let db = Pool::new(&config.database_url, config.database_pool_size)?;
         let queue = QueueClient::new(&config.redis_url, &config.redis_key_prefix)?;
         let mailer = crate::email::Mailer::new(&config.email.smtp, 4)?;
+        let stripe = config
+            .stripe
+            .as_ref()
+            .map(crate::billing::Stripe::new)
+            .transpose()?;
         Ok(Self {
             db,
             queue,
             config: config.clone(),
             mailer,
+            stripe,
         })
     }
 }

@@ -50,3 +50,26 @@ pub async fn push_email(
         )
         .await
 }
+
+/// Pushes the reconciliation of a committed `stripe_events` row.
+pub async fn push_stripe_event(
+    client: &QueueClient,
+    event_id: Uuid,
+    request_id: Option<String>,
+) -> Result<Pushed, QueueError> {
+    let mut env = Envelope::new(
+        crate::billing::reconcile::STRIPE_RECONCILE,
+        serde_json::json!({ "event_id": event_id }),
+    );
+    env.request_id = request_id;
+    client
+        .push(
+            QueueName::Webhooks.as_str(),
+            &env,
+            PushOptions {
+                dedupe_key: Some(format!("stripe-event:{event_id}")),
+                ..Default::default()
+            },
+        )
+        .await
+}

@@ -1,6 +1,7 @@
 //! Jobs: the contract between the API and the workers. Payload types, queue names and
 //! their retry policies, enqueue helpers, the handlers and the services they use.
 
+pub mod billing;
 pub mod context;
 pub mod email;
 pub mod enqueue;

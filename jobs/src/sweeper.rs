@@ -42,5 +42,17 @@ pub async fn sweep_stale(ctx: &HandlerContext, stale_after: Duration) -> anyhow:
             tracing::info!(email.id = %email, "sweeper re-pushed a pending email");
         }
     }
+    for event in catalytic_db::stripe_events::stale_pending(&mut conn, cutoff, 500).await? {
+        let outcome = enqueue::push_stripe_event(&ctx.queue, event.as_uuid(), None).await?;
+        catalytic_db::stripe_events::mark_pushed(&mut conn, event).await?;
+        if !outcome.is_duplicate() {
+            pushed += 1;
+            tracing::info!(stripe_event.id = %event, "sweeper re-pushed a pending Stripe event");
+        }
+    }
+    // Suspension for unpaid subscriptions happens even when no event arrives.
+    if let Err(e) = crate::billing::delinquency::suspend_overdue(ctx).await {
+        tracing::warn!(error = %e, "could not check past-due subscriptions");
+    }
     Ok(pushed)
 }

@@ -522,3 +522,58 @@ async fn an_expired_password_reset_token_is_refused() {
     assert_eq!(resp.status(), 400);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn during_a_key_rotation_tokens_of_the_old_and_new_keys_both_verify() {
+    let dir = std::env::temp_dir().join(format!("catalytic-keys-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let new_private = dir.join("new-private.pem");
+    let new_public = dir.join("new-public.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&new_private)
+        .status()
+        .unwrap()
+        .success()
+        && std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&new_private)
+            .arg("-out")
+            .arg(&new_public)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl generates the new key");
+    let both = format!("{},{}", env("JWT_PUBLIC_KEY_PATH"), new_public.display());
+    // The old replica signs with the old key; the new one with the new key; both
+    // verify both. Same database and Redis namespace.
+    let both_for_old = both.clone();
+    let old = TestApp::spawn_with(|e| {
+        e.insert("JWT_PUBLIC_KEY_PATH", both_for_old);
+    })
+    .await;
+    let (db_url, prefix) = (old.db.url.clone(), old.prefix.clone());
+    let new_private_path = new_private.display().to_string();
+    let new = TestApp::spawn_with(|e| {
+        e.insert("DATABASE_URL", db_url);
+        e.insert("REDIS_KEY_PREFIX", prefix);
+        e.insert("JWT_PRIVATE_KEY_PATH", new_private_path);
+        e.insert("JWT_PUBLIC_KEY_PATH", both);
+    })
+    .await;
+    let owner = old.tenant().await;
+    let (new_token, _) = new.login(&owner.email, &owner.password).await;
+    assert_ne!(
+        jsonwebtoken::decode_header(&owner.access).unwrap().kid,
+        jsonwebtoken::decode_header(&new_token).unwrap().kid
+    );
+    for app in [&old, &new] {
+        assert_eq!(app.get("/api/auth/me", &owner.access).await.status(), 200);
+        assert_eq!(app.get("/api/auth/me", &new_token).await.status(), 200);
+        let jwks: Value = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    }
+    new.cleanup().await;
+    old.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -394,7 +394,7 @@ async fn a_down_smtp_server_leaves_the_email_pending_then_it_is_delivered_once()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_last_failed_attempt_marks_the_email_failed_with_the_error() {
+async fn the_last_failed_attempt_marks_the_email_failed_and_a_re_drive_delivers_it() {
     let sink = Sink::start(free_port(), &["--reject", "550 5.1.1 mailbox unavailable"]).await;
     let app = app_with_smtp(sink.port, None).await;
     let owner = app.tenant().await;
@@ -428,6 +428,32 @@ async fn the_last_failed_attempt_marks_the_email_failed_with_the_error() {
         .unwrap();
     assert_eq!(status["failed"], 1);
     assert_eq!(status["pending"], 0);
+
+    // Once the server accepts mail again, an operator re-drives the dead letter: the row
+    // goes back to pending with fresh attempts and is delivered.
+    let port = sink.port;
+    sink.stop().await;
+    let sink = Sink::start(port, &[]).await;
+    let bin = std::env::var("CATALYTIC_WORKER_BIN").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/debug/catalytic-worker"
+        )
+        .to_owned()
+    });
+    let redrive = tokio::process::Command::new(bin)
+        .args(["dead", "retry", "--all", "--queue", "email"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(app.worker_env())
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(redrive.success());
+    let sent = wait_status(&app, id, "sent").await;
+    assert_eq!(sent.attempts, 1);
+    assert_eq!(sink.wait_for(1, "the re-driven email").await.len(), 1);
     sink.stop().await;
     app.cleanup().await;
 }

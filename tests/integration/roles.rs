@@ -2,11 +2,18 @@
 
 use catalytic_api::auth::roles::RULES;
 use catalytic_db::users::Role;
+use catalytic_tests::stripe::StripeEmulator;
 use catalytic_tests::{Owner, TestApp};
 use serde_json::{Value, json};
 
 /// Calls `operation_id` as `token`, preparing whatever target it needs with `owner`.
-async fn call(app: &TestApp, owner: &Owner, op: &str, token: &str) -> reqwest::StatusCode {
+async fn call(
+    app: &TestApp,
+    stripe: &StripeEmulator,
+    owner: &Owner,
+    op: &str,
+    token: &str,
+) -> reqwest::StatusCode {
     let c = &app.client;
     match op {
         "auth_me" => app.get("/api/auth/me", token).await.status(),
@@ -159,6 +166,57 @@ async fn call(app: &TestApp, owner: &Owner, op: &str, token: &str) -> reqwest::S
                 .await
                 .status()
         }
+        "stripe_checkout" => app
+            .post(
+                "/api/stripe/checkout",
+                token,
+                json!({"plan_code": "starter", "interval": "month"}),
+            )
+            .await
+            .status(),
+        "stripe_portal" => app.post("/api/stripe/portal", token, json!({})).await.status(),
+        "subscriptions_status" => app.get("/api/subscriptions/status", token).await.status(),
+        "subscriptions_update" => {
+            // Enterprise throughout: the users this test creates need its unlimited seats.
+            crate::billing::live_subscription(app, stripe, owner, "enterprise").await;
+            c.put(app.url("/api/subscriptions/update"))
+                .bearer_auth(token)
+                .json(&json!({"plan_code": "enterprise", "interval": "year"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+        "subscriptions_cancel" => {
+            crate::billing::live_subscription(app, stripe, owner, "enterprise").await;
+            c.delete(app.url("/api/subscriptions/cancel"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+        "subscriptions_customer_info" => c
+            .put(app.url("/api/subscriptions/customer-info"))
+            .bearer_auth(token)
+            .json(&json!({"name": "Roles Ltd", "address": {"city": "Cambridge", "country": "GB"}}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        "invoices_list" => app.get("/api/invoices", token).await.status(),
+        "subscriptions_set_limits" => c
+            .put(app.url("/api/subscriptions/limits"))
+            .bearer_auth(token)
+            .json(&json!({"tenant_id": owner.tenant_id, "overrides": {"max_lattices": 100}}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        "subscriptions_tenant_status" => app
+            .get(&format!("/api/subscriptions/status/{}", owner.tenant_id), token)
+            .await
+            .status(),
         other => panic!("the role test has no call for {other}: add one"),
     }
 }
@@ -194,7 +252,9 @@ async fn owner_job(app: &TestApp, owner: &Owner) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_answers_403_exactly_to_the_roles_below_its_minimum() {
-    let app = TestApp::spawn().await;
+    let stripe = StripeEmulator::start(None, "whsec_roles");
+    let app = TestApp::spawn_with(|env| stripe.api_env(env)).await;
+    crate::billing::sync_plans(&app, &stripe).await;
     let owner = app.tenant().await;
     app.set_plan(&owner.tenant_id, "enterprise").await;
     let mut failures = Vec::new();
@@ -202,7 +262,7 @@ async fn every_operation_answers_403_exactly_to_the_roles_below_its_minimum() {
         for role in Role::ALL {
             // A fresh user per call: logout and role changes must not leak between calls.
             let (_, token) = app.user_with_role(&owner, role.as_str()).await;
-            let status = call(&app, &owner, rule.operation_id, &token).await;
+            let status = call(&app, &stripe, &owner, rule.operation_id, &token).await;
             let allowed = !rule.platform_admin && role.at_least(rule.min_role);
             let ok = if allowed {
                 status != 403 && (status.is_success() || status == 404)

@@ -119,7 +119,6 @@ async fn the_sweeper_pushes_a_queued_row_whose_push_never_reached_redis() {
 /// A Redis server of the test's own, so restarting it disturbs no other test.
 struct OwnRedis {
     port: u16,
-    dir: std::path::PathBuf,
     child: Option<std::process::Child>,
 }
 
@@ -146,7 +145,6 @@ impl OwnRedis {
             .expect("redis-server");
         let me = Self {
             port,
-            dir,
             child: Some(child),
         };
         for _ in 0..100 {

@@ -17,6 +17,8 @@ use sha2::Sha256;
 
 /// Any `sk_test_…` key works; this is the one the helper hands out.
 pub const SECRET_KEY: &str = "sk_test_catalytic_emulator";
+/// The publishable key tests configure (the emulator does not check it).
+pub const PUBLISHABLE_KEY: &str = "pk_test_catalytic_emulator";
 
 /// The emulator binary: `STRIPE_EMULATOR_BIN`, else this workspace's debug build.
 pub fn emulator_bin() -> PathBuf {
@@ -189,6 +191,31 @@ impl StripeEmulator {
             child,
             http: reqwest::Client::new(),
         })
+    }
+
+    /// Points an API's environment at this emulator (key, API base, webhook secret and a
+    /// publishable key).
+    pub fn api_env(&self, env: &mut std::collections::HashMap<&'static str, String>) {
+        env.insert("STRIPE_SECRET_KEY", self.secret_key.clone());
+        env.insert("STRIPE_API_BASE", self.base_url.clone());
+        env.insert("STRIPE_WEBHOOK_SECRET", self.webhook_secret.clone());
+        env.insert("STRIPE_PUBLISHABLE_KEY", PUBLISHABLE_KEY.to_owned());
+    }
+
+    /// The variables a worker needs to reach this emulator.
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("STRIPE_SECRET_KEY".into(), self.secret_key.clone()),
+            ("STRIPE_API_BASE".into(), self.base_url.clone()),
+        ]
+    }
+
+    /// Client settings for this emulator (to call Stripe from a test).
+    pub fn settings(&self) -> catalytic_jobs::billing::StripeSettings {
+        catalytic_jobs::billing::StripeSettings {
+            secret_key: self.secret_key.clone(),
+            api_base: self.base_url.clone(),
+        }
     }
 
     /// A `Stripe-Signature` header value for `payload` at time `t`, as the emulator signs.

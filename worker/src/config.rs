@@ -163,6 +163,13 @@ impl RunSettings {
                     Some(value) => invalid(e.var, &value, e.reason),
                     None => ConfigError::Missing(e.var),
                 })?,
+            stripe: catalytic_jobs::billing::StripeSettings::from_lookup(|k| std::env::var(k).ok()),
+            billing_grace: match env("BILLING_GRACE_SECS")? {
+                None => Duration::from_secs(7 * 24 * 3600),
+                Some(v) => Duration::from_secs(v.trim().parse::<u64>().map_err(|_| {
+                    invalid("BILLING_GRACE_SECS", &v, "expected a number of seconds")
+                })?),
+            },
         };
 
         let queues = match flag_or_env(args.queues.as_ref(), "--queues", "WORKER_QUEUES")? {

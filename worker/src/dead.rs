@@ -68,6 +68,22 @@ pub async fn run(common: Common, command: DeadCommand) -> anyhow::Result<()> {
                     let Ok(env) = entry.decode::<catalytic_jobs::Envelope>() else {
                         continue;
                     };
+                    if env.kind == catalytic_jobs::enqueue::EMAIL_SEND {
+                        // A failed email goes back to `pending` with fresh attempts.
+                        let Some(pool) = &db else {
+                            anyhow::bail!(
+                                "DATABASE_URL is not set: it is needed to re-drive emails"
+                            );
+                        };
+                        if let Some(email) = env.payload["email_id"]
+                            .as_str()
+                            .and_then(|s| s.parse::<catalytic_db::ids::EmailId>().ok())
+                        {
+                            let mut conn = pool.get().await?;
+                            catalytic_db::outbox::requeue_failed(&mut conn, email).await?;
+                        }
+                        continue;
+                    }
                     let Some(job) = env.job_id else { continue };
                     let Some(pool) = &db else {
                         anyhow::bail!(

@@ -36,6 +36,23 @@ const fn rule(
     }
 }
 
+/// An operation for platform administrators only (any tenant's data; never a tenant
+/// role's).
+const fn platform_rule(
+    operation_id: &'static str,
+    method: &'static str,
+    path: &'static str,
+) -> Rule {
+    Rule {
+        operation_id,
+        method,
+        path,
+        min_role: Role::Viewer,
+        write: false,
+        platform_admin: true,
+    }
+}
+
 use Role::{Admin, Member, Owner, Viewer};
 
 pub const RULES: &[Rule] = &[
@@ -89,6 +106,48 @@ pub const RULES: &[Rule] = &[
     rule("email_send", "POST", "/api/email/send", Admin, true),
     rule("email_status", "GET", "/api/email/send", Admin, false),
     rule("email_get", "GET", "/api/email/{id}", Admin, false),
+    // Billing stays open to a suspended tenant (write: false), so it can pay and recover.
+    rule("stripe_checkout", "POST", "/api/stripe/checkout", Admin, false),
+    rule("stripe_portal", "POST", "/api/stripe/portal", Admin, false),
+    rule(
+        "subscriptions_status",
+        "GET",
+        "/api/subscriptions/status",
+        Viewer,
+        false,
+    ),
+    rule(
+        "subscriptions_update",
+        "PUT",
+        "/api/subscriptions/update",
+        Admin,
+        false,
+    ),
+    rule(
+        "subscriptions_cancel",
+        "DELETE",
+        "/api/subscriptions/cancel",
+        Admin,
+        false,
+    ),
+    rule(
+        "subscriptions_customer_info",
+        "PUT",
+        "/api/subscriptions/customer-info",
+        Admin,
+        false,
+    ),
+    rule("invoices_list", "GET", "/api/invoices", Admin, false),
+    platform_rule(
+        "subscriptions_set_limits",
+        "PUT",
+        "/api/subscriptions/limits",
+    ),
+    platform_rule(
+        "subscriptions_tenant_status",
+        "GET",
+        "/api/subscriptions/status/{tenant_id}",
+    ),
 ];
 
 /// The rule of an operation. Every authenticated handler has one (a test checks it).

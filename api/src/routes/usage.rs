@@ -72,7 +72,7 @@ pub struct UsageSummary {
     pub compute_ms: Meter,
 }
 
-fn meter(used: i64, limit: Option<i64>) -> Meter {
+pub fn meter(used: i64, limit: Option<i64>) -> Meter {
     Meter {
         used,
         limit,
@@ -84,6 +84,43 @@ fn meter(used: i64, limit: Option<i64>) -> Meter {
             }
         }),
     }
+}
+
+/// A tenant's usage now against its limits: this month's API calls (live), lattices,
+/// users and stored bytes.
+#[derive(Debug, Object)]
+pub struct CurrentUsage {
+    pub api_calls: Meter,
+    pub lattices: Meter,
+    pub users: Meter,
+    pub storage_bytes: Meter,
+}
+
+/// Measures [`CurrentUsage`] for `tenant` against `limits`.
+pub async fn current(
+    state: &AppState,
+    tenant: catalytic_db::ids::TenantId,
+    limits: &crate::tenancy::Limits,
+) -> ApiResult<CurrentUsage> {
+    let mut redis = state.redis.get().await?;
+    let calls: Option<i64> = redis::cmd("GET")
+        .arg(usage::quota_key(
+            &state.config.redis_key_prefix,
+            tenant,
+            Utc::now(),
+        ))
+        .query_async(&mut redis)
+        .await?;
+    let mut conn = state.db.get().await?;
+    let lattices = catalytic_db::lattices::count(&mut conn, tenant).await?;
+    let users = catalytic_db::users::count(&mut conn, tenant).await?;
+    let storage = catalytic_db::jobs::result_bytes(&mut conn, tenant).await?;
+    Ok(CurrentUsage {
+        api_calls: meter(calls.unwrap_or(0), limits.api_calls_per_month),
+        lattices: meter(lattices, limits.max_lattices),
+        users: meter(users, limits.max_users),
+        storage_bytes: meter(storage, limits.storage_bytes),
+    })
 }
 
 pub struct UsageApi;
@@ -164,19 +201,9 @@ impl UsageApi {
             .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
             .single()
             .ok_or_else(|| ApiError::internal("month start"))?;
-        let mut redis = state.redis.get().await?;
-        let calls: Option<i64> = redis::cmd("GET")
-            .arg(usage::quota_key(
-                &state.config.redis_key_prefix,
-                p.tenant_id,
-                now,
-            ))
-            .query_async(&mut redis)
-            .await?;
+        let l = p.limits();
+        let now_usage = current(&state, p.tenant_id, l).await?;
         let mut conn = state.db.get().await?;
-        let lattices = catalytic_db::lattices::count(&mut conn, p.tenant_id).await?;
-        let users = catalytic_db::users::count(&mut conn, p.tenant_id).await?;
-        let storage = catalytic_db::jobs::result_bytes(&mut conn, p.tenant_id).await?;
         let compute = catalytic_db::usage::total_since(
             &mut conn,
             p.tenant_id,
@@ -184,15 +211,14 @@ impl UsageApi {
             period_start,
         )
         .await?;
-        let l = p.limits();
         Ok(Json(UsageSummary {
             plan_code: l.plan_code.clone(),
             period_start,
             period_end: usage::next_month(now),
-            api_calls: meter(calls.unwrap_or(0), l.api_calls_per_month),
-            lattices: meter(lattices, l.max_lattices),
-            users: meter(users, l.max_users),
-            storage_bytes: meter(storage, l.storage_bytes),
+            api_calls: now_usage.api_calls,
+            lattices: now_usage.lattices,
+            users: now_usage.users,
+            storage_bytes: now_usage.storage_bytes,
             compute_ms: meter(compute, None),
         }))
     }

@@ -151,8 +151,8 @@ impl UsersApi {
         let mut conn = state.db.get().await?;
         let (user, email_id) = conn
             .transaction::<_, ApiError, _>(async |c| {
-                // Lock the tenant's owners so concurrent creations count consistently.
-                users::active_owner_count_for_update(c, p.tenant_id).await?;
+                // Serialise creations per tenant so the user-limit check holds under races.
+                catalytic_db::tenants::lock(c, p.tenant_id).await?;
                 if let Some(max) = max_users
                     && users::count(c, p.tenant_id).await? >= max
                 {

@@ -43,7 +43,7 @@ pub async fn deliver(
         let mut conn = ctx.db.get().await?;
         outbox::claim_for_sending(&mut conn, id, settings.sending_lease()).await?
     };
-    let (email, resumed) = match claim {
+    let email = match claim {
         Claim::Missing => {
             tracing::warn!("no such email (its transaction did not commit); nothing to send");
             return Ok(());
@@ -58,50 +58,24 @@ pub async fn deliver(
                 email.attempts
             )));
         }
-        Claim::Claimed { email, resumed } => (email, resumed),
+        Claim::Claimed { email, resumed } => {
+            if resumed {
+                tracing::warn!(
+                    message_id = %email.message_id,
+                    "an earlier attempt died before recording its outcome; re-sending with the same Message-ID"
+                );
+            }
+            email
+        }
     };
     let last = final_attempt
         || email.attempts >= i32::try_from(settings.retry.max_attempts).unwrap_or(i32::MAX);
-    if resumed {
-        let note = format!(
-            "attempt {} was interrupted before its outcome was recorded; re-sent with the same Message-ID {}",
-            email.attempts - 1,
-            email.message_id
-        );
-        tracing::warn!(message_id = %email.message_id, "{note}");
-        let note = note.as_str();
-        if let Err(e) = retry_db(move || async move {
-            outbox::note_error(&mut *ctx.db.get().await?, id, note).await
-        })
-        .await
-        {
-            tracing::warn!(error = %e, "could not note the re-send on the email");
-        }
-    }
-
     let outcome = match compose(settings, &email) {
         Ok(message) => ctx.mailer.send(message).await,
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(response) => {
-            // The server has the message: recording it must not fail lightly, or the next
-            // attempt would send it again.
-            let response_text = response.as_str();
-            let recorded = retry_db(move || async move {
-                outbox::mark_sent(&mut *ctx.db.get().await?, id, response_text).await
-            })
-            .await;
-            match recorded {
-                Ok(()) => {
-                    tracing::info!(smtp.response = %response, attempts = email.attempts, "email sent");
-                    Ok(())
-                }
-                Err(e) => Err(JobError::Retry(format!(
-                    "sent, but the outcome could not be recorded: {e}"
-                ))),
-            }
-        }
+        Ok(response) => record_sent(ctx, &email, &response).await,
         Err(JobError::Abort(reason)) => {
             tracing::error!(error = %reason, "email cannot be sent; marked failed");
             record_failure(ctx, id, email.attempts, &reason, true).await?;
@@ -117,6 +91,23 @@ pub async fn deliver(
             }
         }
     }
+}
+
+/// The server has the message: recording it must not fail lightly, or a later attempt
+/// would send it again.
+async fn record_sent(
+    ctx: &HandlerContext,
+    email: &outbox::OutboxEmail,
+    response: &str,
+) -> Result<(), JobError> {
+    let id = email.id;
+    retry_db(
+        move || async move { outbox::mark_sent(&mut *ctx.db.get().await?, id, response).await },
+    )
+    .await
+    .map_err(|e| JobError::Retry(format!("sent, but the outcome could not be recorded: {e}")))?;
+    tracing::info!(smtp.response = %response, attempts = email.attempts, "email sent");
+    Ok(())
 }
 
 fn compose(

@@ -1,6 +1,7 @@
 //! The SMTP side: building the MIME message, sending it with lettre, and probing the
 //! server for the status endpoint.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use lettre::message::{Mailbox, MultiPart};
@@ -36,34 +37,51 @@ pub fn build_message(
         .map_err(|e| JobError::Abort(format!("the message could not be built: {e}")))
 }
 
-/// One worker's SMTP client: a small pool of connections to the configured server.
+/// One worker's SMTP client: a small pool of connections to the configured server,
+/// created on first use (lettre's pool needs a running Tokio runtime).
 #[derive(Clone)]
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    timeout: Duration,
+    settings: SmtpSettings,
+    pool_size: u32,
+    transport: Arc<OnceLock<AsyncSmtpTransport<Tokio1Executor>>>,
 }
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mailer")
-            .field("timeout", &self.timeout)
+            .field("server", &self.settings.address())
+            .field("tls", &self.settings.tls)
             .finish_non_exhaustive()
     }
 }
 
 impl Mailer {
-    /// Builds the client; nothing connects until the first send.
+    /// Checks the settings (the TLS configuration is built now); nothing connects until
+    /// the first send.
     pub fn new(settings: &SmtpSettings, pool_size: u32) -> anyhow::Result<Self> {
+        tls(settings)?;
         Ok(Self {
-            transport: transport(settings, pool_size)?,
-            timeout: settings.timeout,
+            settings: settings.clone(),
+            pool_size,
+            transport: Arc::new(OnceLock::new()),
         })
+    }
+
+    fn transport(&self) -> Result<&AsyncSmtpTransport<Tokio1Executor>, JobError> {
+        if let Some(t) = self.transport.get() {
+            return Ok(t);
+        }
+        let built = transport(&self.settings, self.pool_size)
+            .map_err(|e| JobError::Retry(format!("the SMTP client could not be built: {e}")))?;
+        Ok(self.transport.get_or_init(|| built))
     }
 
     /// Sends `message`, bounded by the SMTP timeout as a whole. Returns the server's
     /// final response (`250 ...`); any failure is `JobError::Retry` with a description.
     pub async fn send(&self, message: Message) -> Result<String, JobError> {
-        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+        let transport = self.transport()?;
+        let timeout = self.settings.timeout;
+        match tokio::time::timeout(timeout, transport.send(message)).await {
             Ok(Ok(response)) => {
                 let lines: Vec<&str> = response.message().collect();
                 Ok(format!("{} {}", response.code(), lines.join(" "))
@@ -73,24 +91,27 @@ impl Mailer {
             Ok(Err(e)) => Err(JobError::Retry(describe(&e))),
             Err(_) => Err(JobError::Retry(format!(
                 "SMTP send timed out after {} s",
-                self.timeout.as_secs()
+                timeout.as_secs()
             ))),
         }
     }
+}
+
+fn tls(settings: &SmtpSettings) -> Result<Tls, lettre::transport::smtp::Error> {
+    Ok(match settings.tls {
+        SmtpTls::None => Tls::None,
+        SmtpTls::StartTls => Tls::Required(TlsParameters::new(settings.host.clone())?),
+        SmtpTls::Tls => Tls::Wrapper(TlsParameters::new(settings.host.clone())?),
+    })
 }
 
 fn transport(
     settings: &SmtpSettings,
     pool_size: u32,
 ) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
-    let tls = match settings.tls {
-        SmtpTls::None => Tls::None,
-        SmtpTls::StartTls => Tls::Required(TlsParameters::new(settings.host.clone())?),
-        SmtpTls::Tls => Tls::Wrapper(TlsParameters::new(settings.host.clone())?),
-    };
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
         .port(settings.port)
-        .tls(tls)
+        .tls(tls(settings)?)
         .timeout(Some(settings.timeout))
         .pool_config(
             PoolConfig::new()
@@ -185,6 +206,39 @@ mod tests {
         assert!(raw.contains("text/plain"));
         assert!(raw.contains("text/html"));
         assert!(raw.contains("To: ada@example.com"));
+    }
+
+    fn settings(tls: SmtpTls, port: u16) -> SmtpSettings {
+        SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn clients_build_for_every_tls_mode() {
+        for tls in [SmtpTls::None, SmtpTls::StartTls, SmtpTls::Tls] {
+            let mut s = settings(tls, tls.default_port());
+            s.host = "smtp.example.com".into();
+            Mailer::new(&s, 2).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_of_a_closed_port_is_unreachable_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = probe(&settings(SmtpTls::None, port), Duration::from_secs(2)).await;
+        assert!(!p.reachable);
+        assert!(p.latency_ms < 2000);
+        assert!(p.error.unwrap().contains("unreachable"));
     }
 
     #[test]

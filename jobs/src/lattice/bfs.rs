@@ -26,14 +26,18 @@
 //! when both frontiers are of similar size (within a factor 2) both
 //! directions advance one level in the same step, otherwise only the smaller
 //! one does (the classic bidirectional rule). Parallelism is one thread per
-//! direction: in a two-direction step with enough work the leader expands
-//! the forward frontier while worker 1 expands the backward one, each in its
-//! own arrays (so each core mostly works in its own cache), with two
-//! barriers per step. Splitting one level across threads that write the
-//! same bitset words was measured to be slower than one thread (cache-line
-//! ping-pong), so one-direction steps, and single-source searches, run on
-//! the leader alone. All threads build the bitsets (the obstacle rule for
-//! every vertex) in parallel.
+//! direction: in a two-direction step with enough work the leader publishes
+//! the step, expands the forward frontier, and meanwhile a worker takes the
+//! backward one (each in its own arrays, so each core mostly works in its
+//! own cache). Whoever comes first takes the backward side (`fetch_max` on
+//! the step number): if the worker has not shown up when the leader is done
+//! (descheduled on a busy machine, or asleep), the leader does it itself, so
+//! the leader only ever waits for work a running worker already holds, and
+//! two threads are never much slower than one. Splitting one level across
+//! threads that write the same bitset words was measured to be slower than
+//! one thread (cache-line ping-pong), so one-direction steps, and
+//! single-source searches, run on the leader alone. The bitsets (the
+//! obstacle rule for every vertex) are built by all threads, taking chunks.
 //!
 //! Meeting: before a step, side F is at level `a`, side B at level `b`, and
 //! no vertex is reached by both, so the distance `D > a + b` (a shortest path
@@ -50,7 +54,8 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::bitset::AtomicBits;
@@ -58,10 +63,10 @@ use super::control::Reporter;
 use super::error::LatticeError;
 use super::geometry::{Grid, Stepper, WithStepper};
 use super::obstacles::{blocked_bits, blocked_by_rule};
-use super::parallel::{ReleaseOnPanic, SpinBarrier, split, team};
+use super::parallel::{FlagOnPanic, Signal, team, wait_busy};
 
 /// Two-direction steps with fewer frontier vertices in total run on the
-/// leader alone (a barrier round trip would cost more).
+/// leader alone (a hand-off would cost more than it saves).
 pub(crate) const PAR_MIN_FRONTIER: usize = 2048;
 /// Bitset words initialised between two progress/cancellation checks.
 const INIT_CHUNK_WORDS: usize = 1 << 13;
@@ -177,9 +182,9 @@ pub(crate) struct Search {
     pub(crate) checkpoints: Vec<Vec<Checkpoint>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
-    /// Worker 1 expands the backward side, whose frontier is at `level`.
+    /// A worker may take the backward side's expansion of this step.
     Backward,
     Exit,
 }
@@ -215,9 +220,20 @@ struct Shared<'a> {
     /// Keep checkpoints (two-source searches).
     checkpoints: bool,
     queues: Vec<Mutex<Queues>>,
-    barrier: SpinBarrier,
-    plan: Mutex<Plan>,
+    /// Initialisation: next chunk to take, chunks finished, stop flag.
+    init_next: AtomicUsize,
+    init_done: AtomicUsize,
+    init_stop: AtomicBool,
     blocked: AtomicU64,
+    /// Step number published by the leader, with its plan.
+    step: Signal,
+    plan: Mutex<Plan>,
+    /// Highest step whose backward expansion was taken (`fetch_max`
+    /// decides who takes it) and highest one a worker finished.
+    taken: AtomicU64,
+    finished: AtomicU64,
+    /// A thread panicked: nobody waits any more.
+    poisoned: AtomicBool,
 }
 
 pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
@@ -252,15 +268,22 @@ pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
             .collect(),
         checkpoints: sides == 2,
         queues,
-        barrier: SpinBarrier::new(threads),
-        plan: Mutex::new(Plan::Exit),
+        init_next: AtomicUsize::new(0),
+        init_done: AtomicUsize::new(0),
+        init_stop: AtomicBool::new(false),
         blocked: AtomicU64::new(0),
+        step: Signal::new(),
+        plan: Mutex::new(Plan::Exit),
+        taken: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
+        poisoned: AtomicBool::new(false),
     };
     let mut results = team(threads, |tid| {
+        let _flag = FlagOnPanic(&sh.poisoned);
         if tid == 0 {
             Some(leader(&sh))
         } else {
-            worker(&sh, tid);
+            worker(&sh);
             None
         }
     });
@@ -288,21 +311,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Initialises this thread's share of the visited words: blocked vertices
-/// (and padding) set, the rest clear; sources in the share are forced open
-/// and marked visited on their own side. Returns false if the leader saw a
-/// cancellation.
-fn init_share(sh: &Shared<'_>, tid: usize) -> bool {
+/// Initialises visited words, taking chunks of [`INIT_CHUNK_WORDS`] until
+/// none is left (so a thread that is descheduled delays only the chunk it
+/// holds): blocked vertices (and padding) set, the rest clear. The leader
+/// reports progress and polls cancellation between its chunks.
+fn init_chunks(sh: &Shared<'_>, leader: bool) {
     let s = sh.s;
     let words = sh.visited[0].word_count();
-    let (lo, hi) = split(words as u64, sh.threads, tid);
-    let (lo, hi) = (lo as usize, hi as usize);
+    let chunks = words.div_ceil(INIT_CHUNK_WORDS);
     let vertices = s.grid.vertices;
-    let mut blocked = 0u64;
-    let mut w = lo;
-    while w < hi {
-        let end = (w + INIT_CHUNK_WORDS).min(hi);
-        for i in w..end {
+    while !sh.init_stop.load(Relaxed) {
+        let c = sh.init_next.fetch_add(1, Relaxed);
+        if c >= chunks {
+            break;
+        }
+        let mut blocked = 0u64;
+        for i in c * INIT_CHUNK_WORDS..((c + 1) * INIT_CHUNK_WORDS).min(words) {
             let first = (i as u64) * 64;
             let bits = blocked_bits(s.seed, s.threshold, first, vertices, 64);
             let real = vertices.saturating_sub(first).min(64);
@@ -312,69 +336,64 @@ fn init_share(sh: &Shared<'_>, tid: usize) -> bool {
                 v.store_word(i, bits);
             }
         }
-        w = end;
-        if tid == 0 {
+        sh.blocked.fetch_add(blocked, Relaxed);
+        let done = sh.init_done.fetch_add(1, Release) + 1;
+        if leader {
             s.reporter
-                .phase(s.base, s.span / 10, (w - lo) as u64, (hi - lo) as u64);
+                .phase(s.base, s.span / 10, done as u64, chunks as u64);
             if s.reporter.ctl().cancelled() {
-                return false;
+                sh.init_stop.store(true, Relaxed);
             }
         }
     }
-    let owns = |v: u64| ((v >> 6) as usize) >= lo && ((v >> 6) as usize) < hi;
-    for &src in s.sources {
-        if owns(src) {
-            for v in &sh.visited {
-                v.set_to(src, false);
-            }
-            if blocked_by_rule(s.seed, s.threshold, src) {
-                blocked -= 1;
-            }
-        }
-    }
-    for (side, &src) in s.sources.iter().enumerate() {
-        if owns(src) {
-            sh.visited[side].set_to(src, true);
-        }
-    }
-    sh.blocked.fetch_add(blocked, Relaxed);
-    true
 }
 
-fn worker(sh: &Shared<'_>, tid: usize) {
-    let _release = ReleaseOnPanic(&sh.barrier);
-    init_share(sh, tid);
-    sh.barrier.wait();
+fn worker(sh: &Shared<'_>) {
+    init_chunks(sh, false);
+    let mut seen = 0;
     loop {
-        sh.barrier.wait();
-        if sh.barrier.is_released() {
+        seen = sh.step.wait_past(seen, || sh.poisoned.load(Relaxed));
+        if sh.poisoned.load(Relaxed) || *lock(&sh.plan) == Plan::Exit {
             return;
         }
-        let plan = *lock(&sh.plan);
-        match plan {
-            Plan::Exit => return,
-            Plan::Backward => {
-                if tid == 1 {
-                    expand(sh, 1);
-                }
-                sh.barrier.wait();
-            }
+        if sh.taken.fetch_max(seen, AcqRel) < seen {
+            expand(sh, 1);
+            sh.finished.store(seen, Release);
         }
     }
 }
 
 fn leader(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
-    let _release = ReleaseOnPanic(&sh.barrier);
-    let ok = init_share(sh, 0);
-    sh.barrier.wait();
-    let result = if ok {
-        drive(sh)
-    } else {
-        Err(LatticeError::Cancelled)
-    };
+    let result = start(sh).and_then(|()| drive(sh));
     *lock(&sh.plan) = Plan::Exit;
-    sh.barrier.wait();
+    sh.step.publish(u64::MAX);
     result
+}
+
+/// Finishes the initialisation and forces the sources open.
+fn start(sh: &Shared<'_>) -> Result<(), LatticeError> {
+    init_chunks(sh, true);
+    if sh.init_stop.load(Relaxed) {
+        return Err(LatticeError::Cancelled);
+    }
+    let chunks = sh.visited[0].word_count().div_ceil(INIT_CHUNK_WORDS);
+    wait_busy(|| sh.init_done.load(Acquire) >= chunks || sh.poisoned.load(Relaxed));
+    if sh.poisoned.load(Relaxed) {
+        return Err(LatticeError::Cancelled);
+    }
+    let s = sh.s;
+    for &src in s.sources {
+        for v in &sh.visited {
+            v.set_to(src, false);
+        }
+        if blocked_by_rule(s.seed, s.threshold, src) {
+            sh.blocked.fetch_sub(1, Relaxed);
+        }
+    }
+    for (side, &src) in s.sources.iter().enumerate() {
+        sh.visited[side].set_to(src, true);
+    }
+    Ok(())
 }
 
 /// New vertices of `side` already reached by the other side.
@@ -424,6 +443,7 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
     let mut size = [1usize; 2];
     let mut visited = sides as u64;
     let mut since_check = 0u64;
+    let mut step = 0u64;
     loop {
         if sides == 2 && (size[0] == 0 || size[1] == 0) {
             return Ok((Outcome::Unreachable, visited));
@@ -467,15 +487,22 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
         if large <= 2 * small {
             // Both directions advance one level.
             size = if sh.threads >= 2 && size[0] + size[1] >= PAR_MIN_FRONTIER {
+                // Offer the backward side to a worker, expand the forward
+                // one, then take the backward one back if nobody has.
+                step += 1;
                 *lock(&sh.plan) = Plan::Backward;
-                sh.barrier.wait();
+                sh.step.publish(step);
                 let f = expand(sh, 0);
-                sh.barrier.wait();
-                if sh.barrier.is_released() {
-                    // A worker panicked; the team propagates the panic.
-                    return Err(LatticeError::Cancelled);
+                if sh.taken.fetch_max(step, AcqRel) < step {
+                    [f, expand(sh, 1)]
+                } else {
+                    wait_busy(|| sh.finished.load(Acquire) >= step || sh.poisoned.load(Relaxed));
+                    if sh.poisoned.load(Relaxed) {
+                        // A worker panicked; the team propagates the panic.
+                        return Err(LatticeError::Cancelled);
+                    }
+                    [f, lock(&sh.queues[1]).cur.len]
                 }
-                [f, lock(&sh.queues[1]).cur.len]
             } else {
                 let f = expand(sh, 0);
                 [f, expand(sh, 1)]

@@ -14,14 +14,14 @@
 //! boundary arrays, `8 * V / n` bytes per slab pair, stay below the 1 bit
 //! per vertex of the bitsets); smaller sides run on one thread.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
 use super::control::{Control, Reporter, StopFlag};
 use super::error::LatticeError;
-use super::geometry::Grid;
+use super::geometry::{Grid, Stepper, WithStepper};
 use super::obstacles::blocked_bits;
 use super::parallel::{split, team, threads_for};
 use super::spec::LatticeSpec;
@@ -160,9 +160,59 @@ impl SlabJob<'_> {
                 return slab;
             }
         }
-        let mut queue = VecDeque::new();
+        let fill = FillSlab {
+            job: self,
+            slab: &mut slab,
+            vis: &mut vis,
+            p_lo,
+            p_hi,
+            base,
+            len,
+            plane,
+            multi,
+            last_wrap,
+        };
+        grid.with_stepper(fill);
+        slab
+    }
+}
+
+/// The flood fill of one slab, with the lattice dimension as a constant.
+struct FillSlab<'a, 'j> {
+    job: &'a SlabJob<'j>,
+    slab: &'a mut Slab,
+    vis: &'a mut [u64],
+    p_lo: u64,
+    p_hi: u64,
+    base: u64,
+    len: u64,
+    plane: u64,
+    multi: bool,
+    last_wrap: bool,
+}
+
+impl WithStepper for FillSlab<'_, '_> {
+    type Output = ();
+
+    fn run<const D: usize>(self, st: Stepper<D>) {
+        let FillSlab {
+            job,
+            slab,
+            vis,
+            p_lo,
+            p_hi,
+            base,
+            len,
+            plane,
+            multi,
+            last_wrap,
+        } = self;
+        // FIFO in a Vec: `queue[head..tail]`, compacted when the consumed
+        // prefix is over half of it; pushes are branch-free (written, then
+        // kept only if the vertex was new).
+        let mut queue: Vec<u64> = Vec::new();
         let mut pending = 0u64;
-        for wi in 0..words {
+        for wi in 0..vis.len() {
             loop {
                 let free = !vis[wi];
                 if free == 0 {
@@ -170,10 +220,14 @@ impl SlabJob<'_> {
                 }
                 let b = free.trailing_zeros();
                 vis[wi] |= 1 << b;
-                queue.push_back(base + (wi as u64) * 64 + u64::from(b));
+                queue.clear();
+                queue.push(base + (wi as u64) * 64 + u64::from(b));
+                let (mut head, mut tail) = (0usize, 1usize);
                 let mut size = 0u64;
                 let mut id = NONE;
-                while let Some(v) = queue.pop_front() {
+                while head < tail {
+                    let v = queue[head];
+                    head += 1;
                     size += 1;
                     if multi {
                         let rel = v - base;
@@ -190,18 +244,30 @@ impl SlabJob<'_> {
                             }
                         }
                     }
-                    grid.neighbours_in(v, p_lo, p_hi, last_wrap, |w| {
+                    if queue.len() < tail + 2 * D {
+                        if head > tail / 2 {
+                            queue.copy_within(head..tail, 0);
+                            tail -= head;
+                            head = 0;
+                        }
+                        if queue.len() < tail + 2 * D {
+                            let grow = (tail + 2 * D).max(queue.len() * 2);
+                            queue.resize(grow, 0);
+                        }
+                    }
+                    let data = queue.as_mut_slice();
+                    st.neighbours_in(v, p_lo, p_hi, last_wrap, |w| {
                         let r = w - base;
                         let (i, m) = ((r >> 6) as usize, 1u64 << (r & 63));
-                        if vis[i] & m == 0 {
-                            vis[i] |= m;
-                            queue.push_back(w);
-                        }
+                        let cur = vis[i];
+                        vis[i] = cur | m;
+                        data[tail] = w;
+                        tail += usize::from(cur & m == 0);
                     });
                     pending += 1;
                     if pending >= CHECK_EVERY {
-                        if self.tick(pending) {
-                            return slab;
+                        if job.tick(pending) {
+                            return;
                         }
                         pending = 0;
                     }
@@ -213,8 +279,7 @@ impl SlabJob<'_> {
                 }
             }
         }
-        self.tick(pending);
-        slab
+        job.tick(pending);
     }
 }
 

@@ -59,11 +59,25 @@ impl<const D: usize> Stepper<D> {
 
     /// Same order as [`Grid::neighbours`].
     #[inline(always)]
-    pub(crate) fn neighbours(&self, v: u64, mut f: impl FnMut(u64)) {
+    pub(crate) fn neighbours(&self, v: u64, f: impl FnMut(u64)) {
+        self.neighbours_in(v, 0, self.n, self.wrap, f)
+    }
+
+    /// Same as [`Grid::neighbours_in`].
+    #[inline(always)]
+    pub(crate) fn neighbours_in(
+        &self,
+        v: u64,
+        last_lo: u64,
+        last_hi: u64,
+        last_wrap: bool,
+        mut f: impl FnMut(u64),
+    ) {
         let n = self.n;
         let mut q = v;
         for k in 0..D {
-            let c = if k + 1 < D {
+            let last = k + 1 == D;
+            let c = if !last {
                 let nq = self.div.div(q);
                 let c = q - nq * n;
                 q = nq;
@@ -71,15 +85,20 @@ impl<const D: usize> Stepper<D> {
             } else {
                 q
             };
+            let (lo, hi, wrap) = if last {
+                (last_lo, last_hi, last_wrap)
+            } else {
+                (0, n, self.wrap)
+            };
             let s = self.strides[k];
-            if c > 0 {
+            if c > lo {
                 f(v - s);
-            } else if self.wrap {
+            } else if wrap {
                 f(v + (n - 1) * s);
             }
-            if c + 1 < n {
+            if c + 1 < hi {
                 f(v + s);
-            } else if self.wrap {
+            } else if wrap {
                 f(v - (n - 1) * s);
             }
         }

@@ -1,5 +1,5 @@
-//! Small threading helpers: a team of scoped threads, a spinning barrier and
-//! range splitting.
+//! Small threading helpers: a team of scoped threads, a published counter to
+//! wait on, and range splitting.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -103,7 +103,10 @@ impl Signal {
     /// Waits until the value differs from `seen` or `give_up()` holds;
     /// returns the value.
     pub(crate) fn wait_past(&self, seen: u64, give_up: impl Fn() -> bool) -> u64 {
-        wait_until(|| self.get() != seen || give_up(), || self.sleep_while(seen, &give_up));
+        wait_until(
+            || self.get() != seen || give_up(),
+            || self.sleep_while(seen, &give_up),
+        );
         self.get()
     }
 
