@@ -233,20 +233,6 @@ async fn customer_row(app: &TestApp, tenant_id: &str) -> Option<catalytic_db::st
         .unwrap()
 }
 
-/// Waits until the tenant's subscription row satisfies `f`.
-async fn wait_subscription(
-    app: &TestApp,
-    tenant_id: &str,
-    what: &str,
-    f: impl Fn(&Subscription, &Plan) -> bool,
-) -> (Subscription, Plan) {
-    eventually(WAIT, what, || async {
-        let (s, p) = subscription(app, tenant_id).await;
-        f(&s, &p).then_some((s, p))
-    })
-    .await
-}
-
 async fn stripe_get(stripe: &StripeEmulator, path: &str) -> Value {
     reqwest::Client::new()
         .get(format!("{}{path}", stripe.base_url))
