@@ -297,6 +297,33 @@ mod tests {
     }
 
     #[test]
+    fn the_billing_emails_take_the_data_the_reconciler_writes() {
+        let base = json!({"first_name": "Ada", "company_name": "Acme", "plan_name": "Starter",
+            "amount_cents": 2900, "currency": "usd"});
+        let mut paid = base.clone();
+        paid["invoice_url"] = Value::Null;
+        paid["period_end"] = Value::Null;
+        let r = render("payment_success", &paid, SITE).unwrap();
+        assert!(r.text.contains("https://app.example.com/billing"));
+        let mut failed = base.clone();
+        failed["next_attempt_at"] = json!("2026-12-03T10:00:00Z");
+        let r = render("payment_failed", &failed, SITE).unwrap();
+        assert!(r.text.contains("3 December 2026"), "{}", r.text);
+        let trial = json!({"first_name": "Ada", "company_name": "Acme", "plan_name": "Starter",
+            "trial_end": "2026-12-01T00:00:00Z"});
+        assert!(render("trial_ending", &trial, SITE).is_ok());
+        let suspended = json!({"first_name": "Ada", "company_name": "Acme",
+            "reason": "Your subscription payment is overdue."});
+        let r = render("account_suspended", &suspended, SITE).unwrap();
+        assert!(
+            r.text
+                .contains("suspended: Your subscription payment is overdue."),
+            "{}",
+            r.text
+        );
+    }
+
+    #[test]
     fn subjects_are_one_line() {
         let data = json!({"first_name": "Ada\r\nBcc: x@y.z", "company_name": "Acme"});
         let r = render("welcome", &data, SITE).unwrap();
