@@ -7,6 +7,7 @@ pub mod password;
 pub mod principal;
 pub mod roles;
 pub mod scheme;
+pub mod token_cache;
 
 pub use principal::Principal;
 pub use scheme::Credentials;

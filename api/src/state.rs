@@ -17,6 +17,8 @@ pub struct AppState {
     pub db: Pool,
     pub redis: deadpool_redis::Pool,
     pub keys: Arc<JwtKeys>,
+    /// Access tokens whose signature was already verified.
+    pub verified_tokens: Arc<crate::auth::token_cache::TokenCache>,
     pub metrics: Metrics,
     pub tenants: TenantCache,
     pub queue: catalytic_jobs::queue::QueueClient,
@@ -63,6 +65,7 @@ impl AppState {
             db,
             redis,
             keys: Arc::new(keys),
+            verified_tokens: Arc::default(),
             metrics: Metrics::new(),
             tenants,
             queue,

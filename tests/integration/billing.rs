@@ -43,11 +43,11 @@ impl Billing {
             env.insert("BILLING_GRACE_SECS", grace_secs.to_string());
         })
         .await;
-        sync_plans(&app, &stripe).await;
         stripe
             .set_webhook(Some(&app.url("/api/stripe/webhooks")), None)
             .await
             .unwrap();
+        sync_plans(&app, &stripe).await;
         let mut b = Self {
             app,
             stripe,
@@ -412,6 +412,7 @@ async fn checkout_creates_the_tenants_stripe_customer_once_even_when_raced() {
     assert_eq!(done.subscription.as_ref().unwrap()["metadata"]["tenant_id"], json!(owner.tenant_id));
 
     // Only owners and admins, only paid plans.
+    b.app.set_plan(&owner.tenant_id, "starter").await;
     let (_, member) = b.app.user_with_role(&owner, "member").await;
     let resp = b
         .app

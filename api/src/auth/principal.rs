@@ -9,7 +9,7 @@ use poem_openapi::auth::{ApiKey, Bearer};
 use uuid::Uuid;
 
 use crate::auth::api_key;
-use crate::auth::jwt::{Claims, TokenType};
+use crate::auth::jwt::Claims;
 use crate::auth::roles::{self, Rule};
 use crate::auth::scheme::{ApiKeyAuth, BearerAuth, Credentials};
 use crate::error::{ApiError, ApiResult};
@@ -197,7 +197,7 @@ async fn admit(state: &AppState, caller: Caller<'_>, rule: &Rule) -> ApiResult<(
 }
 
 async fn bearer(state: &AppState, token: &str, rule: &Rule) -> ApiResult<Principal> {
-    let claims = state.keys.verify(token, TokenType::Access).map_err(|e| {
+    let claims = state.verified_tokens.verify_access(&state.keys, token).map_err(|e| {
         tracing::info!(reason = %e, "access token refused");
         unauthorized()
     })?;
