@@ -86,7 +86,11 @@ pub async fn by_stripe_id(conn: &mut Conn, stripe_id: &str) -> DbResult<Option<S
 #[tracing::instrument(skip_all, fields(stripe_event.id = %id))]
 pub async fn begin_attempt(conn: &mut Conn, id: StripeEventId) -> DbResult<Option<StripeEvent>> {
     Ok(diesel::update(
-        stripe_events::table.filter(stripe_events::id.eq(id).and(stripe_events::status.eq("pending"))),
+        stripe_events::table.filter(
+            stripe_events::id
+                .eq(id)
+                .and(stripe_events::status.eq("pending")),
+        ),
     )
     .set((
         stripe_events::attempts.eq(stripe_events::attempts + 1),
@@ -129,7 +133,11 @@ async fn settle(
 /// Records why an attempt failed; the event stays pending for the next one.
 pub async fn record_error(conn: &mut Conn, id: StripeEventId, error: &str) -> DbResult<()> {
     diesel::update(
-        stripe_events::table.filter(stripe_events::id.eq(id).and(stripe_events::status.eq("pending"))),
+        stripe_events::table.filter(
+            stripe_events::id
+                .eq(id)
+                .and(stripe_events::status.eq("pending")),
+        ),
     )
     .set((
         stripe_events::error.eq(error),
@@ -162,7 +170,11 @@ pub async fn stale_pending(
 /// Restarts a pending event's staleness clock after a push.
 pub async fn mark_pushed(conn: &mut Conn, id: StripeEventId) -> DbResult<()> {
     diesel::update(
-        stripe_events::table.filter(stripe_events::id.eq(id).and(stripe_events::status.eq("pending"))),
+        stripe_events::table.filter(
+            stripe_events::id
+                .eq(id)
+                .and(stripe_events::status.eq("pending")),
+        ),
     )
     .set(stripe_events::updated_at.eq(diesel::dsl::now))
     .execute(conn)

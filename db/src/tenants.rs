@@ -136,17 +136,16 @@ pub async fn lock(conn: &mut Conn, id: TenantId) -> DbResult<()> {
 /// (already suspended, for billing or by an operator).
 #[tracing::instrument(skip_all, fields(tenant.id = %id))]
 pub async fn suspend_for_billing(conn: &mut Conn, id: TenantId) -> DbResult<bool> {
-    let n = diesel::update(
-        tenants::table.filter(tenants::id.eq(id).and(tenants::status.eq("active"))),
-    )
-    .set((
-        tenants::status.eq("suspended"),
-        tenants::suspended_at.eq(diesel::dsl::now),
-        tenants::suspension_reason.eq("billing"),
-        tenants::updated_at.eq(diesel::dsl::now),
-    ))
-    .execute(conn)
-    .await?;
+    let n =
+        diesel::update(tenants::table.filter(tenants::id.eq(id).and(tenants::status.eq("active"))))
+            .set((
+                tenants::status.eq("suspended"),
+                tenants::suspended_at.eq(diesel::dsl::now),
+                tenants::suspension_reason.eq("billing"),
+                tenants::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
     Ok(n == 1)
 }
 

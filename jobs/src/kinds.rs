@@ -37,7 +37,9 @@ pub async fn run_unbacked(
     match env.kind.as_str() {
         email::EMAIL_SEND => email::send(ctx, env, attempt, final_attempt).await,
         USAGE_ROLLUP => crate::usage::rollup(ctx).await.map(|_| ()),
-        crate::billing::reconcile::STRIPE_RECONCILE => crate::billing::reconcile::run(ctx, env).await,
+        crate::billing::reconcile::STRIPE_RECONCILE => {
+            crate::billing::reconcile::run(ctx, env).await
+        }
         other => Err(JobError::Abort(format!("unknown job kind {other:?}"))),
     }
 }

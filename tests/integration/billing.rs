@@ -103,7 +103,12 @@ impl Billing {
                 json!({"plan_code": plan, "interval": interval}),
             )
             .await;
-        assert_eq!(resp.status(), 200, "checkout: {}", resp.text().await.unwrap_or_default());
+        assert_eq!(
+            resp.status(),
+            200,
+            "checkout: {}",
+            resp.text().await.unwrap_or_default()
+        );
         let b: Value = resp.json().await.unwrap();
         assert!(b["url"].as_str().unwrap().contains("/checkout/"));
         b["session_id"].as_str().unwrap().to_owned()
@@ -112,7 +117,11 @@ impl Billing {
     /// Checkout completed by the customer; returns the subscription id.
     pub async fn subscribe(&self, owner: &Owner, plan: &str, completion: Completion) -> String {
         let session = self.checkout(owner, plan, "month").await;
-        let done = self.stripe.complete_checkout(&session, completion).await.unwrap();
+        let done = self
+            .stripe
+            .complete_checkout(&session, completion)
+            .await
+            .unwrap();
         done.subscription_id().unwrap().to_owned()
     }
 
@@ -141,7 +150,10 @@ pub async fn live_subscription(
     plan: &str,
 ) -> String {
     let (sub, _) = subscription(app, &owner.tenant_id).await;
-    if let Some(id) = sub.stripe_subscription_id.filter(|_| sub.status == "active") {
+    if let Some(id) = sub
+        .stripe_subscription_id
+        .filter(|_| sub.status == "active")
+    {
         return id;
     }
     let resp = app
@@ -151,7 +163,12 @@ pub async fn live_subscription(
             json!({"plan_code": plan, "interval": "month"}),
         )
         .await;
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
     let b: Value = resp.json().await.unwrap();
     let done = stripe
         .complete_checkout(b["session_id"].as_str().unwrap(), Completion::default())
@@ -188,7 +205,11 @@ async fn events(app: &TestApp) -> Vec<StripeEvent> {
     catalytic_db::stripe_events::list(&mut conn).await.unwrap()
 }
 
-async fn outbox(app: &TestApp, tenant_id: &str, template: &str) -> Vec<catalytic_db::outbox::OutboxEmail> {
+async fn outbox(
+    app: &TestApp,
+    tenant_id: &str,
+    template: &str,
+) -> Vec<catalytic_db::outbox::OutboxEmail> {
     let pool = app.pool();
     let mut conn = pool.get().await.unwrap();
     catalytic_db::outbox::list_for_tenant(&mut conn, tenant(tenant_id))
@@ -222,10 +243,15 @@ async fn audit_actions(app: &TestApp, tenant_id: &str) -> Vec<String> {
 async fn tenant_row(app: &TestApp, tenant_id: &str) -> catalytic_db::tenants::Tenant {
     let pool = app.pool();
     let mut conn = pool.get().await.unwrap();
-    catalytic_db::tenants::get(&mut conn, tenant(tenant_id)).await.unwrap()
+    catalytic_db::tenants::get(&mut conn, tenant(tenant_id))
+        .await
+        .unwrap()
 }
 
-async fn customer_row(app: &TestApp, tenant_id: &str) -> Option<catalytic_db::stripe_customers::StripeCustomer> {
+async fn customer_row(
+    app: &TestApp,
+    tenant_id: &str,
+) -> Option<catalytic_db::stripe_customers::StripeCustomer> {
     let pool = app.pool();
     let mut conn = pool.get().await.unwrap();
     catalytic_db::stripe_customers::for_tenant(&mut conn, tenant(tenant_id))
@@ -275,7 +301,11 @@ async fn stripe_sync_creates_products_and_prices_once_and_a_second_run_changes_n
             .current_dir(std::env::temp_dir())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let plans = || async {
@@ -285,17 +315,34 @@ async fn stripe_sync_creates_products_and_prices_once_and_a_second_run_changes_n
     };
 
     let first = run();
-    assert!(first.contains("created product catalytic_starter"), "{first}");
+    assert!(
+        first.contains("created product catalytic_starter"),
+        "{first}"
+    );
     let after_first: Vec<_> = plans()
         .await
         .into_iter()
-        .map(|p| (p.code, p.stripe_product_id, p.stripe_price_monthly_id, p.stripe_price_yearly_id))
+        .map(|p| {
+            (
+                p.code,
+                p.stripe_product_id,
+                p.stripe_price_monthly_id,
+                p.stripe_price_yearly_id,
+            )
+        })
         .collect();
     for (code, product, month, year) in &after_first {
         if code == "free" {
-            assert_eq!((product, month, year), (&None, &None, &None), "Free has no price");
+            assert_eq!(
+                (product, month, year),
+                (&None, &None, &None),
+                "Free has no price"
+            );
         } else {
-            assert_eq!(product.as_deref(), Some(format!("catalytic_{code}").as_str()));
+            assert_eq!(
+                product.as_deref(),
+                Some(format!("catalytic_{code}").as_str())
+            );
             assert!(month.as_deref().unwrap().starts_with("price_"));
             assert!(year.as_deref().unwrap().starts_with("price_"));
         }
@@ -305,7 +352,14 @@ async fn stripe_sync_creates_products_and_prices_once_and_a_second_run_changes_n
     let after_second: Vec<_> = plans()
         .await
         .into_iter()
-        .map(|p| (p.code, p.stripe_product_id, p.stripe_price_monthly_id, p.stripe_price_yearly_id))
+        .map(|p| {
+            (
+                p.code,
+                p.stripe_product_id,
+                p.stripe_price_monthly_id,
+                p.stripe_price_yearly_id,
+            )
+        })
         .collect();
     assert_eq!(after_first, after_second, "same ids");
     let products = stripe_get(&stripe, "/v1/products?limit=100").await;
@@ -327,7 +381,10 @@ async fn stripe_sync_creates_products_and_prices_once_and_a_second_run_changes_n
         .await
         .unwrap();
     assert_eq!(config["billing_enabled"], true);
-    assert_eq!(config["publishable_key"], catalytic_tests::stripe::PUBLISHABLE_KEY);
+    assert_eq!(
+        config["publishable_key"],
+        catalytic_tests::stripe::PUBLISHABLE_KEY
+    );
     let pro = config["plans"]
         .as_array()
         .unwrap()
@@ -335,7 +392,12 @@ async fn stripe_sync_creates_products_and_prices_once_and_a_second_run_changes_n
         .find(|p| p["code"] == "professional")
         .unwrap();
     assert_eq!(pro["monthly"]["amount_cents"], 9900);
-    assert!(pro["yearly"]["price_id"].as_str().unwrap().starts_with("price_"));
+    assert!(
+        pro["yearly"]["price_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("price_")
+    );
     app.cleanup().await;
 }
 
@@ -353,7 +415,10 @@ async fn billing_answers_503_without_a_stripe_key_and_the_config_says_so() {
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["type"], "service_unavailable");
-    assert!(!body["detail"].as_str().unwrap().contains("STRIPE"), "no internals: {body}");
+    assert!(
+        !body["detail"].as_str().unwrap().contains("STRIPE"),
+        "no internals: {body}"
+    );
     let config: Value = app
         .client
         .get(app.url("/api/stripe/config"))
@@ -398,7 +463,11 @@ async fn checkout_creates_the_tenants_stripe_customer_once_even_when_raced() {
             .iter()
             .filter(|c| c["metadata"]["tenant_id"] == json!(o.tenant_id))
             .collect();
-        assert_eq!(theirs.len(), 1, "one Stripe customer per tenant: {theirs:?}");
+        assert_eq!(
+            theirs.len(),
+            1,
+            "one Stripe customer per tenant: {theirs:?}"
+        );
         assert_eq!(theirs[0]["email"], json!(o.email));
         let row = customer_row(&b.app, &o.tenant_id).await.unwrap();
         assert_eq!(row.stripe_customer_id, theirs[0]["id"].as_str().unwrap());
@@ -408,21 +477,36 @@ async fn checkout_creates_the_tenants_stripe_customer_once_even_when_raced() {
     let session = stripe_get(&b.stripe, &format!("/v1/checkout/sessions/{first}")).await;
     assert_eq!(session["metadata"]["tenant_id"], json!(owner.tenant_id));
     assert_eq!(session["mode"], "subscription");
-    let done = b.stripe.complete_checkout(&first, Completion::default()).await.unwrap();
-    assert_eq!(done.subscription.as_ref().unwrap()["metadata"]["tenant_id"], json!(owner.tenant_id));
+    let done = b
+        .stripe
+        .complete_checkout(&first, Completion::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        done.subscription.as_ref().unwrap()["metadata"]["tenant_id"],
+        json!(owner.tenant_id)
+    );
 
     // Only owners and admins, only paid plans.
     b.app.set_plan(&owner.tenant_id, "starter").await;
     let (_, member) = b.app.user_with_role(&owner, "member").await;
     let resp = b
         .app
-        .post("/api/stripe/checkout", &member, json!({"plan_code": "starter", "interval": "month"}))
+        .post(
+            "/api/stripe/checkout",
+            &member,
+            json!({"plan_code": "starter", "interval": "month"}),
+        )
         .await;
     assert_eq!(resp.status(), 403);
     for plan in ["free", "platinum"] {
         let resp = b
             .app
-            .post("/api/stripe/checkout", &owner.access, json!({"plan_code": plan, "interval": "month"}))
+            .post(
+                "/api/stripe/checkout",
+                &owner.access,
+                json!({"plan_code": plan, "interval": "month"}),
+            )
             .await;
         assert_eq!(resp.status(), 422, "{plan}");
     }
@@ -433,7 +517,10 @@ async fn checkout_creates_the_tenants_stripe_customer_once_even_when_raced() {
         .json()
         .await
         .unwrap();
-    assert!(portal["url"].as_str().unwrap().contains("/billing_portal/"), "{portal}");
+    assert!(
+        portal["url"].as_str().unwrap().contains("/billing_portal/"),
+        "{portal}"
+    );
     b.cleanup().await;
 }
 
@@ -460,16 +547,31 @@ async fn each_event_type_reconciles_into_rows_and_emails_from_the_current_stripe
         "customer.subscription.created",
         "invoice.payment_succeeded",
     ] {
-        let e = stored.iter().find(|e| e.event_type == t).unwrap_or_else(|| panic!("no {t}"));
+        let e = stored
+            .iter()
+            .find(|e| e.event_type == t)
+            .unwrap_or_else(|| panic!("no {t}"));
         assert_eq!(e.status, "processed", "{t}");
         assert!(e.processed_at.is_some());
     }
-    let created = stored.iter().find(|e| e.event_type == "invoice.created").unwrap();
-    assert_eq!(created.status, "ignored", "unknown types are stored and acknowledged");
+    let created = stored
+        .iter()
+        .find(|e| e.event_type == "invoice.created")
+        .unwrap();
+    assert_eq!(
+        created.status, "ignored",
+        "unknown types are stored and acknowledged"
+    );
     let inv = invoices(app, &owner.tenant_id).await;
     assert_eq!(inv.len(), 1);
-    assert_eq!((inv[0].status.as_str(), inv[0].amount_paid_cents), ("paid", 2900));
-    assert_eq!(inv[0].stripe_subscription_id.as_deref(), Some(sub_id.as_str()));
+    assert_eq!(
+        (inv[0].status.as_str(), inv[0].amount_paid_cents),
+        ("paid", 2900)
+    );
+    assert_eq!(
+        inv[0].stripe_subscription_id.as_deref(),
+        Some(sub_id.as_str())
+    );
     let paid = outbox(app, &owner.tenant_id, "payment_success").await;
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0].to_address, owner.email);
@@ -477,11 +579,21 @@ async fn each_event_type_reconciles_into_rows_and_emails_from_the_current_stripe
     let actions = audit_actions(app, &owner.tenant_id).await;
     assert!(actions.contains(&"plan.changed".to_owned()), "{actions:?}");
     assert!(actions.contains(&"invoice.paid".to_owned()), "{actions:?}");
-    let status: Value = app.get("/api/subscriptions/status", &owner.access).await.json().await.unwrap();
+    let status: Value = app
+        .get("/api/subscriptions/status", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["plan"]["code"], "starter");
     assert_eq!(status["limits"]["max_lattices"], 5);
     assert_eq!(status["usage"]["lattices"]["limit"], 5);
-    let page: Value = app.get("/api/invoices?limit=10", &owner.access).await.json().await.unwrap();
+    let page: Value = app
+        .get("/api/invoices?limit=10", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["total"], 1);
     assert_eq!(page["items"][0]["status"], "paid");
 
@@ -496,25 +608,23 @@ async fn each_event_type_reconciles_into_rows_and_emails_from_the_current_stripe
     let customer = customer_row(app, &owner.tenant_id).await.unwrap();
     assert_eq!(customer.name.as_deref(), Some("Acme Lattices Ltd"));
 
-    // customer.subscription.updated: cancellation scheduled in the portal.
-    UpdateSubscription::new(sub_id.as_str())
-        .cancel_at_period_end(true)
-        .send(&client)
-        .await
-        .unwrap();
-    b.settle().await;
-    let (sub, _) = subscription(app, &owner.tenant_id).await;
-    assert!(sub.cancel_at_period_end);
-
     // invoice.payment_failed: past due, once-only email.
     b.stripe.fail_payment(&sub_id).await.unwrap();
     b.settle().await;
     let (sub, plan) = subscription(app, &owner.tenant_id).await;
-    assert_eq!((sub.status.as_str(), plan.code.as_str()), ("past_due", "starter"));
+    assert_eq!(
+        (sub.status.as_str(), plan.code.as_str()),
+        ("past_due", "starter")
+    );
     assert!(sub.past_due_since.is_some());
     let failed = outbox(app, &owner.tenant_id, "payment_failed").await;
     assert_eq!(failed.len(), 1);
-    assert!(invoices(app, &owner.tenant_id).await.iter().any(|i| i.status == "open"));
+    assert!(
+        invoices(app, &owner.tenant_id)
+            .await
+            .iter()
+            .any(|i| i.status == "open")
+    );
 
     // Paid again.
     b.stripe.pay(&sub_id).await.unwrap();
@@ -522,37 +632,89 @@ async fn each_event_type_reconciles_into_rows_and_emails_from_the_current_stripe
     let (sub, _) = subscription(app, &owner.tenant_id).await;
     assert_eq!(sub.status, "active");
     assert!(sub.past_due_since.is_none());
-    assert!(invoices(app, &owner.tenant_id).await.iter().all(|i| i.status == "paid"));
-    assert_eq!(outbox(app, &owner.tenant_id, "payment_success").await.len(), 2);
+    assert!(
+        invoices(app, &owner.tenant_id)
+            .await
+            .iter()
+            .all(|i| i.status == "paid")
+    );
+    assert_eq!(
+        outbox(app, &owner.tenant_id, "payment_success").await.len(),
+        2
+    );
 
-    // customer.subscription.deleted: back to Free.
-    CancelSubscription::new(sub_id.as_str()).send(&client).await.unwrap();
+    // customer.subscription.updated: cancellation scheduled in the portal.
+    UpdateSubscription::new(sub_id.as_str())
+        .cancel_at_period_end(true)
+        .send(&client)
+        .await
+        .unwrap();
     b.settle().await;
     let (sub, plan) = subscription(app, &owner.tenant_id).await;
-    assert_eq!((plan.code.as_str(), sub.status.as_str()), ("free", "canceled"));
+    assert!(sub.cancel_at_period_end);
+    assert_eq!(plan.code, "starter", "the plan stays until the period ends");
+
+    // customer.subscription.deleted: back to Free.
+    CancelSubscription::new(sub_id.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    b.settle().await;
+    let (sub, plan) = subscription(app, &owner.tenant_id).await;
+    assert_eq!(
+        (plan.code.as_str(), sub.status.as_str()),
+        ("free", "canceled")
+    );
     assert!(!sub.cancel_at_period_end);
     let actions = audit_actions(app, &owner.tenant_id).await;
-    assert!(actions.contains(&"subscription.canceled".to_owned()), "{actions:?}");
-    let me: Value = app.get("/api/auth/me", &owner.access).await.json().await.unwrap();
+    assert!(
+        actions.contains(&"subscription.canceled".to_owned()),
+        "{actions:?}"
+    );
+    let me: Value = app
+        .get("/api/auth/me", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["tenant"]["plan_code"], "free", "Free's limits apply");
 
     // customer.subscription.trial_will_end: a trialing tenant hears about it once.
     let trial = app.tenant().await;
     let trial_sub = b
-        .subscribe(&trial, "professional", Completion { trial_days: Some(14), ..Completion::default() })
+        .subscribe(
+            &trial,
+            "professional",
+            Completion {
+                trial_days: Some(14),
+                ..Completion::default()
+            },
+        )
         .await;
     b.settle().await;
     let (sub, plan) = subscription(app, &trial.tenant_id).await;
-    assert_eq!((sub.status.as_str(), plan.code.as_str()), ("trialing", "professional"));
+    assert_eq!(
+        (sub.status.as_str(), plan.code.as_str()),
+        ("trialing", "professional")
+    );
     assert!(sub.trial_end.is_some());
     b.stripe.trial_will_end(&trial_sub).await.unwrap();
     b.settle().await;
     let ending = outbox(app, &trial.tenant_id, "trial_ending").await;
     assert_eq!(ending.len(), 1);
     assert_eq!(ending[0].data["plan_name"], "Professional");
-    assert!(outbox(app, &trial.tenant_id, "payment_success").await.is_empty(), "a free trial pays nothing");
+    assert!(
+        outbox(app, &trial.tenant_id, "payment_success")
+            .await
+            .is_empty(),
+        "a free trial pays nothing"
+    );
 
-    let failed: Vec<_> = events(app).await.into_iter().filter(|e| e.status == "failed").collect();
+    let failed: Vec<_> = events(app)
+        .await
+        .into_iter()
+        .filter(|e| e.status == "failed")
+        .collect();
     assert!(failed.is_empty(), "{failed:?}");
     b.cleanup().await;
 }
@@ -561,21 +723,56 @@ async fn each_event_type_reconciles_into_rows_and_emails_from_the_current_stripe
 async fn forged_stale_and_malformed_webhooks_are_refused_and_nothing_is_stored() {
     let b = Billing::start(3600, false).await;
     let app = &b.app;
+    b.stripe.wait_for_deliveries(WAIT).await.unwrap();
     b.stripe.set_webhook(None, None).await.unwrap();
+    let before = events(app).await.len();
     let owner = app.tenant().await;
     b.checkout(&owner, "starter", "month").await;
-    let event = b.stripe.events_of_type("customer.created").await.unwrap().remove(0);
+    let event = b
+        .stripe
+        .events_of_type("customer.created")
+        .await
+        .unwrap()
+        .remove(0);
     let body = serde_json::to_string(&event).unwrap();
 
     let refused = [
         ("no signature", body.clone(), None),
-        ("another secret", body.clone(), Some(sign_header("whsec_forged", &body, now()))),
-        ("stale", body.clone(), Some(sign_header(WEBHOOK_SECRET, &body, now() - 400))),
-        ("from the future", body.clone(), Some(sign_header(WEBHOOK_SECRET, &body, now() + 400))),
-        ("tampered", body.replace("cus_", "cus_x"), Some(sign_header(WEBHOOK_SECRET, &body, now()))),
-        ("garbage header", body.clone(), Some("t=abc,v1=zz".to_owned())),
-        ("not json", "{not json".to_owned(), Some(sign_header(WEBHOOK_SECRET, "{not json", now()))),
-        ("not an event", "{\"id\":\"x\"}".to_owned(), Some(sign_header(WEBHOOK_SECRET, "{\"id\":\"x\"}", now()))),
+        (
+            "another secret",
+            body.clone(),
+            Some(sign_header("whsec_forged", &body, now())),
+        ),
+        (
+            "stale",
+            body.clone(),
+            Some(sign_header(WEBHOOK_SECRET, &body, now() - 400)),
+        ),
+        (
+            "from the future",
+            body.clone(),
+            Some(sign_header(WEBHOOK_SECRET, &body, now() + 400)),
+        ),
+        (
+            "tampered",
+            body.replace("cus_", "cus_x"),
+            Some(sign_header(WEBHOOK_SECRET, &body, now())),
+        ),
+        (
+            "garbage header",
+            body.clone(),
+            Some("t=abc,v1=zz".to_owned()),
+        ),
+        (
+            "not json",
+            "{not json".to_owned(),
+            Some(sign_header(WEBHOOK_SECRET, "{not json", now())),
+        ),
+        (
+            "not an event",
+            "{\"id\":\"x\"}".to_owned(),
+            Some(sign_header(WEBHOOK_SECRET, "{\"id\":\"x\"}", now())),
+        ),
     ];
     for (what, payload, sig) in refused {
         let resp = post_event(app, &payload, sig).await;
@@ -583,22 +780,31 @@ async fn forged_stale_and_malformed_webhooks_are_refused_and_nothing_is_stored()
         let err: Value = resp.json().await.unwrap();
         assert_eq!(err["type"], "bad_request", "{what}");
     }
-    assert!(events(app).await.is_empty(), "nothing stored");
+    assert_eq!(events(app).await.len(), before, "nothing stored");
 
     // Several v1 signatures: one valid is enough. Stored once; a duplicate does nothing.
     let t = now();
     let good = sign_header(WEBHOOK_SECRET, &body, t);
-    let rotated = format!("t={t},v1={},{}", "0".repeat(64), good.split_once(',').unwrap().1);
-    let first: Value = post_event(app, &body, Some(rotated)).await.json().await.unwrap();
+    let rotated = format!(
+        "t={t},v1={},{}",
+        "0".repeat(64),
+        good.split_once(',').unwrap().1
+    );
+    let first: Value = post_event(app, &body, Some(rotated))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first, json!({"received": true, "duplicate": false}));
     let again = post_event(app, &body, Some(sign_header(WEBHOOK_SECRET, &body, now()))).await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.json::<Value>().await.unwrap()["duplicate"], true);
     let stored = events(app).await;
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].stripe_event_id, event["id"].as_str().unwrap());
-    assert_eq!(stored[0].status, "ignored", "customer.created is not reconciled");
-    assert_eq!(stored[0].payload, event);
+    assert_eq!(stored.len(), before + 1);
+    let row = stored.last().unwrap();
+    assert_eq!(row.stripe_event_id, event["id"].as_str().unwrap());
+    assert_eq!(row.status, "ignored", "customer.created is not reconciled");
+    assert_eq!(row.payload, event);
     b.cleanup().await;
 }
 
@@ -698,11 +904,19 @@ async fn tripled_and_shuffled_deliveries_end_in_the_state_of_one_in_order_delive
     let stored = events(app).await;
     for e in &emitted {
         let id = e["id"].as_str().unwrap();
-        assert_eq!(stored.iter().filter(|s| s.stripe_event_id == id).count(), 1, "{id}");
+        assert_eq!(
+            stored.iter().filter(|s| s.stripe_event_id == id).count(),
+            1,
+            "{id}"
+        );
     }
     assert_eq!(
-        outbox(app, &shuffled.tenant_id, "payment_success").await.len(),
-        outbox(app, &in_order.tenant_id, "payment_success").await.len(),
+        outbox(app, &shuffled.tenant_id, "payment_success")
+            .await
+            .len(),
+        outbox(app, &in_order.tenant_id, "payment_success")
+            .await
+            .len(),
     );
     b.cleanup().await;
 }
@@ -715,33 +929,64 @@ async fn past_due_beyond_the_grace_period_suspends_writes_and_a_payment_lifts_it
     let sub_id = b.subscribe(&owner, "starter", Completion::default()).await;
     b.settle().await;
     let lattice = json!({"name": "before", "dimensions": 2, "size": 4});
-    assert_eq!(app.post("/api/lattices", &owner.access, lattice).await.status(), 201);
+    assert_eq!(
+        app.post("/api/lattices", &owner.access, lattice)
+            .await
+            .status(),
+        201
+    );
 
     b.stripe.fail_payment(&sub_id).await.unwrap();
     b.settle().await;
     // The grace period runs out without any further event: the worker's periodic check
     // suspends the tenant.
     eventually(WAIT, "the tenant suspended", || async {
-        tenant_row(app, &owner.tenant_id).await.is_suspended().then_some(())
+        tenant_row(app, &owner.tenant_id)
+            .await
+            .is_suspended()
+            .then_some(())
     })
     .await;
     let t = tenant_row(app, &owner.tenant_id).await;
     assert_eq!(t.suspension_reason.as_deref(), Some("billing"));
     let resp = app
-        .post("/api/lattices", &owner.access, json!({"name": "during", "dimensions": 2, "size": 4}))
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "during", "dimensions": 2, "size": 4}),
+        )
         .await;
     assert_eq!(resp.status(), 402);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["type"], "account_suspended");
-    assert_eq!(app.get("/api/lattices", &owner.access).await.status(), 200, "reads still work");
-    let status: Value = app.get("/api/subscriptions/status", &owner.access).await.json().await.unwrap();
+    assert_eq!(
+        app.get("/api/lattices", &owner.access).await.status(),
+        200,
+        "reads still work"
+    );
+    let status: Value = app
+        .get("/api/subscriptions/status", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["account_status"], "suspended");
     assert_eq!(status["status"], "past_due");
-    let portal = app.post("/api/stripe/portal", &owner.access, json!({})).await;
-    assert_eq!(portal.status(), 200, "a suspended tenant can still reach billing to pay");
+    let portal = app
+        .post("/api/stripe/portal", &owner.access, json!({}))
+        .await;
+    assert_eq!(
+        portal.status(),
+        200,
+        "a suspended tenant can still reach billing to pay"
+    );
     let suspended = outbox(app, &owner.tenant_id, "account_suspended").await;
     assert_eq!(suspended.len(), 1);
-    assert!(audit_actions(app, &owner.tenant_id).await.contains(&"tenant.suspended".to_owned()));
+    assert!(
+        audit_actions(app, &owner.tenant_id)
+            .await
+            .contains(&"tenant.suspended".to_owned())
+    );
 
     b.stripe.pay(&sub_id).await.unwrap();
     b.settle().await;
@@ -752,11 +997,25 @@ async fn past_due_beyond_the_grace_period_suspends_writes_and_a_payment_lifts_it
     let (sub, _) = subscription(app, &owner.tenant_id).await;
     assert_eq!(sub.status, "active");
     let resp = app
-        .post("/api/lattices", &owner.access, json!({"name": "after", "dimensions": 2, "size": 4}))
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "after", "dimensions": 2, "size": 4}),
+        )
         .await;
     assert_eq!(resp.status(), 201);
-    assert!(audit_actions(app, &owner.tenant_id).await.contains(&"tenant.resumed".to_owned()));
-    assert_eq!(outbox(app, &owner.tenant_id, "account_suspended").await.len(), 1, "told once");
+    assert!(
+        audit_actions(app, &owner.tenant_id)
+            .await
+            .contains(&"tenant.resumed".to_owned())
+    );
+    assert_eq!(
+        outbox(app, &owner.tenant_id, "account_suspended")
+            .await
+            .len(),
+        1,
+        "told once"
+    );
     b.cleanup().await;
 }
 
@@ -787,15 +1046,25 @@ async fn a_downgrade_below_usage_keeps_lattices_readable_and_refuses_new_ones() 
     let b = Billing::start(3600, true).await;
     let app = &b.app;
     let owner = app.tenant().await;
-    b.subscribe(&owner, "professional", Completion::default()).await;
+    b.subscribe(&owner, "professional", Completion::default())
+        .await;
     b.settle().await;
     let mut ids = Vec::new();
     for i in 0..6 {
         let resp = app
-            .post("/api/lattices", &owner.access, json!({"name": format!("l{i}"), "dimensions": 2, "size": 4}))
+            .post(
+                "/api/lattices",
+                &owner.access,
+                json!({"name": format!("l{i}"), "dimensions": 2, "size": 4}),
+            )
             .await;
         assert_eq!(resp.status(), 201);
-        ids.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        ids.push(
+            resp.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
 
     let resp = app
@@ -806,36 +1075,72 @@ async fn a_downgrade_below_usage_keeps_lattices_readable_and_refuses_new_ones() 
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
     let status: Value = resp.json().await.unwrap();
     assert_eq!(status["plan"]["code"], "starter", "applied at once");
     assert_eq!(status["usage"]["lattices"]["used"], 6);
     assert_eq!(status["usage"]["lattices"]["limit"], 5);
 
-    let list: Value = app.get("/api/lattices", &owner.access).await.json().await.unwrap();
+    let list: Value = app
+        .get("/api/lattices", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["total"], 6);
     for id in &ids {
-        assert_eq!(app.get(&format!("/api/lattices/{id}"), &owner.access).await.status(), 200);
+        assert_eq!(
+            app.get(&format!("/api/lattices/{id}"), &owner.access)
+                .await
+                .status(),
+            200
+        );
     }
     let resp = app
-        .post("/api/lattices", &owner.access, json!({"name": "one-more", "dimensions": 2, "size": 4}))
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "one-more", "dimensions": 2, "size": 4}),
+        )
         .await;
     assert_eq!(resp.status(), 403);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["type"], "plan_limit_exceeded");
     let detail = err["detail"].as_str().unwrap();
-    assert!(detail.contains("starter plan allows 5 lattices") && detail.contains("stay readable"), "{detail}");
+    assert!(
+        detail.contains("starter plan allows 5 lattices") && detail.contains("stay readable"),
+        "{detail}"
+    );
     let resp = app
-        .post("/api/lattices", &owner.access, json!({"name": "big", "dimensions": 6, "size": 2}))
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "big", "dimensions": 6, "size": 2}),
+        )
         .await;
     assert_eq!(resp.status(), 422, "Starter allows 4 dimensions");
 
     // The webhooks of the change agree with what the API applied.
     b.settle().await;
     let (sub, plan) = subscription(app, &owner.tenant_id).await;
-    assert_eq!((plan.code.as_str(), sub.status.as_str()), ("starter", "active"));
-    let stripe_sub = stripe_get(&b.stripe, &format!("/v1/subscriptions/{}", sub.stripe_subscription_id.unwrap())).await;
-    assert_eq!(stripe_sub["items"]["data"][0]["price"]["lookup_key"], "catalytic_starter_month");
+    assert_eq!(
+        (plan.code.as_str(), sub.status.as_str()),
+        ("starter", "active")
+    );
+    let stripe_sub = stripe_get(
+        &b.stripe,
+        &format!("/v1/subscriptions/{}", sub.stripe_subscription_id.unwrap()),
+    )
+    .await;
+    assert_eq!(
+        stripe_sub["items"]["data"][0]["price"]["lookup_key"],
+        "catalytic_starter_month"
+    );
 
     // Cancelling at the period's end keeps the plan until then; at once moves to Free.
     let resp = app
@@ -846,7 +1151,13 @@ async fn a_downgrade_below_usage_keeps_lattices_readable_and_refuses_new_ones() 
         .await
         .unwrap();
     let status: Value = resp.json().await.unwrap();
-    assert_eq!((status["plan"]["code"].as_str(), status["cancel_at_period_end"].as_bool()), (Some("starter"), Some(true)));
+    assert_eq!(
+        (
+            status["plan"]["code"].as_str(),
+            status["cancel_at_period_end"].as_bool()
+        ),
+        (Some("starter"), Some(true))
+    );
     let resp = app
         .client
         .delete(app.url("/api/subscriptions/cancel?immediately=true"))
@@ -877,7 +1188,10 @@ async fn webhook_processing_retries_while_stripe_is_down_and_completes_when_it_i
     let owner = app.tenant().await;
     let session = b.checkout(&owner, "starter", "month").await;
     b.stripe.down().await.unwrap();
-    b.stripe.complete_checkout(&session, Completion::default()).await.unwrap();
+    b.stripe
+        .complete_checkout(&session, Completion::default())
+        .await
+        .unwrap();
     b.stripe.wait_for_deliveries(WAIT).await.unwrap();
     let retried = eventually(WAIT, "a retried reconciliation", || async {
         events(app)
@@ -887,13 +1201,24 @@ async fn webhook_processing_retries_while_stripe_is_down_and_completes_when_it_i
     })
     .await;
     assert_eq!(retried.status, "pending");
-    assert!(retried.error.as_deref().unwrap_or_default().contains("unavailable"), "{:?}", retried.error);
+    assert!(
+        retried
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("unavailable"),
+        "{:?}",
+        retried.error
+    );
     assert_eq!(subscription(app, &owner.tenant_id).await.1.code, "free");
 
     b.stripe.up().await.unwrap();
     b.wait_settled().await;
     let (sub, plan) = subscription(app, &owner.tenant_id).await;
-    assert_eq!((plan.code.as_str(), sub.status.as_str()), ("starter", "active"));
+    assert_eq!(
+        (plan.code.as_str(), sub.status.as_str()),
+        ("starter", "active")
+    );
     assert!(events(app).await.iter().all(|e| e.status != "failed"));
     b.cleanup().await;
 }
@@ -908,12 +1233,32 @@ async fn platform_admin_routes_are_404_to_tenant_users_and_work_for_platform_adm
     let set_limits = |token: String, body: Value| {
         let c = app.client.clone();
         let url = app.url("/api/subscriptions/limits");
-        async move { c.put(url).bearer_auth(token).json(&body).send().await.unwrap() }
+        async move {
+            c.put(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     let body = json!({"tenant_id": other.tenant_id, "overrides": {"max_lattices": 50}});
     assert_eq!(app.get(&path, &admin.access).await.status(), 404);
-    assert_eq!(set_limits(admin.access.clone(), body.clone()).await.status(), 404);
-    assert_eq!(app.get(&format!("/api/subscriptions/status/{}", admin.tenant_id), &admin.access).await.status(), 404);
+    assert_eq!(
+        set_limits(admin.access.clone(), body.clone())
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/subscriptions/status/{}", admin.tenant_id),
+            &admin.access
+        )
+        .await
+        .status(),
+        404
+    );
 
     let out = std::process::Command::new(api_bin())
         .args(["users", "set-platform-admin", &admin.email, "true"])
@@ -922,7 +1267,11 @@ async fn platform_admin_routes_are_404_to_tenant_users_and_work_for_platform_adm
         .current_dir(std::env::temp_dir())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let status: Value = app.get(&path, &admin.access).await.json().await.unwrap();
     assert_eq!(status["tenant_id"], json!(other.tenant_id));
@@ -932,15 +1281,31 @@ async fn platform_admin_routes_are_404_to_tenant_users_and_work_for_platform_adm
     let status: Value = resp.json().await.unwrap();
     assert_eq!(status["limits"]["max_lattices"], 50);
     assert_eq!(status["limit_overrides"], json!({"max_lattices": 50}));
-    let theirs: Value = app.get("/api/subscriptions/status", &other.access).await.json().await.unwrap();
-    assert_eq!(theirs["limits"]["max_lattices"], 50, "in force for the tenant at once");
+    let theirs: Value = app
+        .get("/api/subscriptions/status", &other.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs["limits"]["max_lattices"], 50,
+        "in force for the tenant at once"
+    );
     for lattice in 0..2 {
         let resp = app
-            .post("/api/lattices", &other.access, json!({"name": format!("l{lattice}"), "dimensions": 2, "size": 4}))
+            .post(
+                "/api/lattices",
+                &other.access,
+                json!({"name": format!("l{lattice}"), "dimensions": 2, "size": 4}),
+            )
             .await;
         assert_eq!(resp.status(), 201, "Free allows 1; the override 50");
     }
-    assert!(audit_actions(app, &other.tenant_id).await.contains(&"tenant.limits_changed".to_owned()));
+    assert!(
+        audit_actions(app, &other.tenant_id)
+            .await
+            .contains(&"tenant.limits_changed".to_owned())
+    );
 
     for bad in [
         json!({"max_latices": 3}),
@@ -950,12 +1315,24 @@ async fn platform_admin_routes_are_404_to_tenant_users_and_work_for_platform_adm
         json!({"max_dimensions": 11}),
         json!([1]),
     ] {
-        let resp = set_limits(admin.access.clone(), json!({"tenant_id": other.tenant_id, "overrides": bad})).await;
+        let resp = set_limits(
+            admin.access.clone(),
+            json!({"tenant_id": other.tenant_id, "overrides": bad}),
+        )
+        .await;
         assert_eq!(resp.status(), 422, "{bad}");
     }
-    let resp = set_limits(admin.access.clone(), json!({"tenant_id": uuid::Uuid::new_v4(), "overrides": {}})).await;
+    let resp = set_limits(
+        admin.access.clone(),
+        json!({"tenant_id": uuid::Uuid::new_v4(), "overrides": {}}),
+    )
+    .await;
     assert_eq!(resp.status(), 404);
-    let cleared = set_limits(admin.access.clone(), json!({"tenant_id": other.tenant_id, "overrides": {}})).await;
+    let cleared = set_limits(
+        admin.access.clone(),
+        json!({"tenant_id": other.tenant_id, "overrides": {}}),
+    )
+    .await;
     let status: Value = cleared.json().await.unwrap();
     assert_eq!(status["limits"]["max_lattices"], 1);
     b.cleanup().await;

@@ -174,7 +174,10 @@ async fn call(
             )
             .await
             .status(),
-        "stripe_portal" => app.post("/api/stripe/portal", token, json!({})).await.status(),
+        "stripe_portal" => app
+            .post("/api/stripe/portal", token, json!({}))
+            .await
+            .status(),
         "subscriptions_status" => app.get("/api/subscriptions/status", token).await.status(),
         "subscriptions_update" => {
             // Enterprise throughout: the users this test creates need its unlimited seats.
@@ -214,7 +217,10 @@ async fn call(
             .unwrap()
             .status(),
         "subscriptions_tenant_status" => app
-            .get(&format!("/api/subscriptions/status/{}", owner.tenant_id), token)
+            .get(
+                &format!("/api/subscriptions/status/{}", owner.tenant_id),
+                token,
+            )
             .await
             .status(),
         other => panic!("the role test has no call for {other}: add one"),

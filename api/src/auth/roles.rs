@@ -107,7 +107,13 @@ pub const RULES: &[Rule] = &[
     rule("email_status", "GET", "/api/email/send", Admin, false),
     rule("email_get", "GET", "/api/email/{id}", Admin, false),
     // Billing stays open to a suspended tenant (write: false), so it can pay and recover.
-    rule("stripe_checkout", "POST", "/api/stripe/checkout", Admin, false),
+    rule(
+        "stripe_checkout",
+        "POST",
+        "/api/stripe/checkout",
+        Admin,
+        false,
+    ),
     rule("stripe_portal", "POST", "/api/stripe/portal", Admin, false),
     rule(
         "subscriptions_status",

@@ -1,16 +1,18 @@
 //! Stripe: the public billing configuration, Checkout and billing portal sessions, and the
 //! webhook endpoint (verified, stored once, reconciled by a worker).
 
-use catalytic_db::stripe_events::{self, NewEvent};
 use catalytic_db::stripe_customers::StripeCustomer;
+use catalytic_db::stripe_events::{self, NewEvent};
 use catalytic_db::{DbError, plans, tenants, users};
 use catalytic_jobs::billing::catalog::{self, Interval};
 use catalytic_jobs::billing::webhook::{self, Rejection};
 use catalytic_jobs::billing::{Stripe, customers, reconcile, sessions};
 use poem::web::Data;
+use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::param::Header;
-use poem_openapi::payload::{Binary, Json};
-use poem_openapi::{Enum, Object, OpenApi};
+use poem_openapi::payload::{Json, ParsePayload, Payload};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::{ApiRequest, Enum, Object, OpenApi};
 
 use crate::auth::principal::authenticate;
 use crate::auth::{Credentials, Principal};
@@ -97,11 +99,49 @@ pub struct WebhookReceived {
     pub duplicate: bool,
 }
 
+/// A JSON body kept as the exact bytes received: the webhook signature covers them, so
+/// they are verified before anything parses them.
+pub struct RawJson(pub Vec<u8>);
+
+impl Payload for RawJson {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some("A Stripe event object, as Stripe sent it."),
+            ..MetaSchema::new("object")
+        }))
+    }
+}
+
+impl ParsePayload for RawJson {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(Self(<Vec<u8>>::from_request(request, body).await?))
+    }
+}
+
+/// The body of a webhook delivery.
+#[derive(ApiRequest)]
+pub enum StripeEventBody {
+    /// A Stripe event, exactly as Stripe sent it.
+    Event(RawJson),
+}
+
 /// The Stripe client, or 503 when billing is not configured.
 pub fn stripe(state: &AppState) -> ApiResult<&Stripe> {
-    state.stripe.as_ref().ok_or_else(|| {
-        ApiError::Unavailable("stripe", "STRIPE_SECRET_KEY is not set".into())
-    })
+    state
+        .stripe
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("stripe", "STRIPE_SECRET_KEY is not set".into()))
 }
 
 /// The tenant's Stripe customer, created on first use (named after the organisation,
@@ -140,7 +180,11 @@ pub struct StripeApi;
 #[OpenApi(tag = "ApiTags::Billing")]
 impl StripeApi {
     /// The publishable key and the plans with their prices (no authentication).
-    #[oai(path = "/api/stripe/config", method = "get", operation_id = "stripe_config")]
+    #[oai(
+        path = "/api/stripe/config",
+        method = "get",
+        operation_id = "stripe_config"
+    )]
     async fn config(&self, state: Data<&AppState>) -> ApiResult<Json<StripeConfig>> {
         let mut conn = state.db.get().await?;
         let plans = plans::list(&mut conn).await?;
@@ -176,7 +220,11 @@ impl StripeApi {
     /// Starts a subscription: a Stripe Checkout session for a paid plan. The tenant's
     /// Stripe customer is created on first use. The plan applies once Stripe reports the
     /// payment (webhook).
-    #[oai(path = "/api/stripe/checkout", method = "post", operation_id = "stripe_checkout")]
+    #[oai(
+        path = "/api/stripe/checkout",
+        method = "post",
+        operation_id = "stripe_checkout"
+    )]
     async fn checkout(
         &self,
         state: Data<&AppState>,
@@ -213,7 +261,10 @@ impl StripeApi {
         let price = interval.price_id(&plan).ok_or_else(|| {
             ApiError::Unavailable(
                 "stripe",
-                format!("plan {} has no Stripe price: run catalytic-api stripe-sync", plan.code),
+                format!(
+                    "plan {} has no Stripe price: run catalytic-api stripe-sync",
+                    plan.code
+                ),
             )
         })?;
         let customer = customer_of(&state, &p).await?;
@@ -226,7 +277,9 @@ impl StripeApi {
                 price_id: price,
                 plan_code: &plan.code,
                 interval,
-                success_url: &format!("{site}/billing?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"),
+                success_url: &format!(
+                    "{site}/billing?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"
+                ),
                 cancel_url: &format!("{site}/billing?checkout=canceled"),
             },
         )
@@ -249,7 +302,11 @@ impl StripeApi {
     }
 
     /// A Stripe billing portal session: payment methods, invoices, plan and cancellation.
-    #[oai(path = "/api/stripe/portal", method = "post", operation_id = "stripe_portal")]
+    #[oai(
+        path = "/api/stripe/portal",
+        method = "post",
+        operation_id = "stripe_portal"
+    )]
     async fn portal(
         &self,
         state: Data<&AppState>,
@@ -271,18 +328,23 @@ impl StripeApi {
     /// `STRIPE_WEBHOOK_SECRET` on the exact body; a bad or stale signature or a body that
     /// is not an event answers 400 and stores nothing. An event is stored once by id and
     /// reconciled by a worker; duplicates and unknown types are acknowledged.
-    #[oai(path = "/api/stripe/webhooks", method = "post", operation_id = "stripe_webhooks")]
+    #[oai(
+        path = "/api/stripe/webhooks",
+        method = "post",
+        operation_id = "stripe_webhooks"
+    )]
     async fn webhooks(
         &self,
         state: Data<&AppState>,
         #[oai(name = "Stripe-Signature")] signature: Header<Option<String>>,
-        body: Binary<Vec<u8>>,
+        body: StripeEventBody,
     ) -> ApiResult<Json<WebhookReceived>> {
         let secret = state.config.stripe_webhook_secret.as_ref().ok_or_else(|| {
             ApiError::Unavailable("stripe", "STRIPE_WEBHOOK_SECRET is not set".into())
         })?;
-        let event = webhook::verify(&body.0, signature.0.as_deref(), secret.expose())
-            .map_err(rejected)?;
+        let StripeEventBody::Event(RawJson(raw)) = body;
+        let event =
+            webhook::verify(&raw, signature.0.as_deref(), secret.expose()).map_err(rejected)?;
         let handled = reconcile::handles(&event.event_type);
         let mut conn = state.db.get().await?;
         let stored = stripe_events::insert_once(

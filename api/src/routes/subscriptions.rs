@@ -149,7 +149,9 @@ async fn status_of(state: &AppState, ctx: &TenantContext) -> ApiResult<Subscript
             Some(id) => Some(plans::by_id(&mut conn, id).await?.code),
             None => None,
         };
-        let has_customer = stripe_customers::for_tenant(&mut conn, tenant).await?.is_some();
+        let has_customer = stripe_customers::for_tenant(&mut conn, tenant)
+            .await?
+            .is_some();
         (sub, plan, pending, has_customer)
     };
     let usage = usage::current(state, tenant, &ctx.limits).await?;
@@ -239,7 +241,10 @@ fn parse_overrides(raw: &serde_json::Value) -> ApiResult<serde_json::Value> {
             continue;
         }
         match value.as_i64() {
-            Some(n) if n >= 0 && !(key == "rate_limit_per_minute" && (n == 0 || n > i64::from(u32::MAX))) => {
+            Some(n)
+                if n >= 0
+                    && !(key == "rate_limit_per_minute" && (n == 0 || n > i64::from(u32::MAX))) =>
+            {
                 clean.insert(key.clone(), value.clone());
             }
             _ => errors.push(FieldError::new(
@@ -250,19 +255,18 @@ fn parse_overrides(raw: &serde_json::Value) -> ApiResult<serde_json::Value> {
     }
     let clean = serde_json::Value::Object(clean);
     if let Err(e) = serde_json::from_value::<Overrides>(clean.clone()) {
-        let unknown = e.to_string();
-        errors.push(FieldError::new(
-            "overrides",
-            format!(
-                "{}; allowed: api_calls_per_month, max_lattices, max_users, storage_bytes, max_dimensions, max_size, max_vertices, rate_limit_per_minute",
-                unknown.split(" at line").next().unwrap_or(&unknown)
-            ),
-        ));
+        // serde names the unknown key and lists the allowed ones.
+        let message = e.to_string();
+        let message = message.split(" at line").next().unwrap_or(&message);
+        errors.push(FieldError::new("overrides", message));
     }
     if let Some(d) = clean.get("max_dimensions").and_then(|v| v.as_i64())
         && !(1..=10).contains(&d)
     {
-        errors.push(FieldError::new("overrides.max_dimensions", "must be between 1 and 10"));
+        errors.push(FieldError::new(
+            "overrides.max_dimensions",
+            "must be between 1 and 10",
+        ));
     }
     if errors.is_empty() {
         Ok(clean)
@@ -320,7 +324,8 @@ impl SubscriptionsApi {
                 Ok(_) | Err(DbError::NotFound) => {
                     return Err(ApiError::invalid(
                         "plan_code",
-                        "must be a paid plan (starter, professional, enterprise); to go back to Free, cancel the subscription",
+                        "must be a paid plan (starter, professional, enterprise); \
+                         to go back to Free, cancel the subscription",
                     ));
                 }
                 Err(e) => return Err(e.into()),
@@ -329,17 +334,30 @@ impl SubscriptionsApi {
         let price = interval.price_id(&plan).ok_or_else(|| {
             ApiError::Unavailable(
                 "stripe",
-                format!("plan {} has no Stripe price: run catalytic-api stripe-sync", plan.code),
+                format!(
+                    "plan {} has no Stripe price: run catalytic-api stripe-sync",
+                    plan.code
+                ),
             )
         })?;
         let current = live_subscription(&state, &p).await?;
-        let snap = if current.price.as_ref().is_some_and(|pr| pr.id.as_str() == price)
+        let snap = if current
+            .price
+            .as_ref()
+            .is_some_and(|pr| pr.id.as_str() == price)
             && !current.cancel_at_period_end
         {
             current
         } else {
-            stripe_subs::change_price(stripe(&state)?, &current, price, &plan.code, interval, p.tenant_id)
-                .await?
+            stripe_subs::change_price(
+                stripe(&state)?,
+                &current,
+                price,
+                &plan.code,
+                interval,
+                p.tenant_id,
+            )
+            .await?
         };
         apply_now(&state, &p, &snap).await?;
         let ctx = tenant_context(&state, p.tenant_id).await?;
@@ -361,8 +379,9 @@ impl SubscriptionsApi {
     ) -> ApiResult<Json<SubscriptionStatus>> {
         let p = authenticate(&state, &auth, "subscriptions_cancel").await?;
         let current = live_subscription(&state, &p).await?;
-        let snap = stripe_subs::cancel(stripe(&state)?, &current.id, immediately.0.unwrap_or(false))
-            .await?;
+        let snap =
+            stripe_subs::cancel(stripe(&state)?, &current.id, immediately.0.unwrap_or(false))
+                .await?;
         apply_now(&state, &p, &snap).await?;
         let ctx = tenant_context(&state, p.tenant_id).await?;
         Ok(Json(status_of(&state, &ctx).await?))
@@ -416,7 +435,10 @@ impl SubscriptionsApi {
         }
         checks.finish()?;
         if b.name.is_none() && email.is_none() && b.address.is_none() {
-            return Err(ApiError::invalid("name", "give at least one of name, email, address"));
+            return Err(ApiError::invalid(
+                "name",
+                "give at least one of name, email, address",
+            ));
         }
         let address = b.address.map(|a| Address {
             line1: a.line1,

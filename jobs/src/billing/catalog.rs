@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use catalytic_db::plans::{self, Plan};
 use catalytic_db::{Conn, Pool};
-use stripe_product::price::{CreatePrice, CreatePriceRecurring, CreatePriceRecurringInterval, ListPrice};
+use stripe_product::price::{
+    CreatePrice, CreatePriceRecurring, CreatePriceRecurringInterval, ListPrice,
+};
 use stripe_product::product::{CreateProduct, RetrieveProduct, UpdateProduct};
 use stripe_product::{Price, RecurringInterval};
 use stripe_types::Currency;
@@ -131,7 +133,10 @@ async fn ensure_product(
     changes: &mut Vec<String>,
 ) -> Result<String, BillingError> {
     let id = product_id(&plan.code);
-    match RetrieveProduct::new(id.as_str()).send(stripe.client()).await {
+    match RetrieveProduct::new(id.as_str())
+        .send(stripe.client())
+        .await
+    {
         Ok(product) => {
             if product.name != plan.name || !product.active {
                 UpdateProduct::new(id.as_str())
@@ -245,8 +250,14 @@ mod tests {
 
     #[test]
     fn lookup_keys_and_product_ids_name_the_plan() {
-        assert_eq!(lookup_key("starter", Interval::Month), "catalytic_starter_month");
-        assert_eq!(lookup_key("professional", Interval::Year), "catalytic_professional_year");
+        assert_eq!(
+            lookup_key("starter", Interval::Month),
+            "catalytic_starter_month"
+        );
+        assert_eq!(
+            lookup_key("professional", Interval::Year),
+            "catalytic_professional_year"
+        );
         assert_eq!(product_id("enterprise"), "catalytic_enterprise");
         assert_eq!("year".parse::<Interval>(), Ok(Interval::Year));
         assert!("week".parse::<Interval>().is_err());

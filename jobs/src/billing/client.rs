@@ -57,7 +57,11 @@ impl Stripe {
         let client = stripe::ClientBuilder::new(settings.secret_key.as_str())
             .url(base)
             .timeout(REQUEST_TIMEOUT)
-            .app_info("catalytic", Some(env!("CARGO_PKG_VERSION").to_owned()), None)
+            .app_info(
+                "catalytic",
+                Some(env!("CARGO_PKG_VERSION").to_owned()),
+                None,
+            )
             .build()
             .map_err(|e| BillingError::Invalid(format!("Stripe client: {e}")))?;
         Ok(Self { client })

@@ -1,9 +1,9 @@
 //! The tenant's Stripe customer: created on first use, at most once, and its billing
 //! details (name, email, address).
 
+use catalytic_db::Pool;
 use catalytic_db::stripe_customers::{self, Details, StripeCustomer};
 use catalytic_db::tenants::Tenant;
-use catalytic_db::Pool;
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest as _};
 use stripe_core::Customer;
 use stripe_core::customer::{
@@ -73,7 +73,13 @@ pub async fn ensure(
         .send(stripe.client())
         .await?;
     let mut conn = db.get().await?;
-    Ok(stripe_customers::link(&mut conn, tenant.id, customer.id.as_str(), &details_of(&customer)).await?)
+    Ok(stripe_customers::link(
+        &mut conn,
+        tenant.id,
+        customer.id.as_str(),
+        &details_of(&customer),
+    )
+    .await?)
 }
 
 /// The customer as Stripe has it now; `None` when it was deleted.

@@ -31,7 +31,10 @@ pub async fn enforce(
     let grace_over = chrono::Duration::from_std(grace)
         .map(|g| since + g <= Utc::now())
         .unwrap_or(false);
-    if !delinquent(&row.status) || !grace_over || !tenants::suspend_for_billing(conn, tenant).await? {
+    if !delinquent(&row.status)
+        || !grace_over
+        || !tenants::suspend_for_billing(conn, tenant).await?
+    {
         return Ok(None);
     }
     audit::record(
@@ -84,9 +87,7 @@ pub async fn suspend_overdue(ctx: &HandlerContext) -> Result<usize, BillingError
     let mut suspended = 0;
     for tenant in due {
         let emails = conn
-            .transaction::<_, BillingError, _>(async |c| {
-                enforce(c, tenant, grace, &domain).await
-            })
+            .transaction::<_, BillingError, _>(async |c| enforce(c, tenant, grace, &domain).await)
             .await?;
         if let Some(emails) = emails {
             suspended += 1;

@@ -22,7 +22,17 @@ pub async fn to_owners(
         let mut d = data.clone();
         d["first_name"] = Value::String(owner.first_name.clone());
         d["company_name"] = Value::String(company.clone());
-        ids.push(outbox::insert(conn, Some(tenant), &owner.email, template, d, message_domain).await?);
+        ids.push(
+            outbox::insert(
+                conn,
+                Some(tenant),
+                &owner.email,
+                template,
+                d,
+                message_domain,
+            )
+            .await?,
+        );
     }
     Ok(ids)
 }

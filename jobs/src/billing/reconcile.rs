@@ -9,9 +9,9 @@ use catalytic_db::stripe_customers;
 use catalytic_db::stripe_events::{self, StripeEvent};
 use catalytic_db::{AsyncConnection as _, Conn, invoices, notifications, plans, subscriptions};
 use serde::Deserialize;
-use tracing::Instrument as _;
 use serde_json::json;
 use stripe_checkout::checkout_session::RetrieveCheckoutSession;
+use tracing::Instrument as _;
 
 use crate::billing::invoices::InvoiceSnapshot;
 use crate::billing::subscriptions::{Actor, Snapshot};
@@ -60,7 +60,11 @@ pub async fn run(ctx: &HandlerContext, env: &Envelope) -> Result<(), JobError> {
     };
     let span = tracing::info_span!("stripe_event", stripe.event = %event.stripe_event_id, stripe.type = %event.event_type);
     let result = match &ctx.stripe {
-        Some(stripe) => reconcile(ctx, stripe, &event).instrument(span.clone()).await,
+        Some(stripe) => {
+            reconcile(ctx, stripe, &event)
+                .instrument(span.clone())
+                .await
+        }
         None => Err(BillingError::NotConfigured),
     };
     match result {
@@ -72,7 +76,12 @@ pub async fn run(ctx: &HandlerContext, env: &Envelope) -> Result<(), JobError> {
         Err(e) if e.is_transient() => {
             let mut conn = ctx.db.get().await?;
             stripe_events::record_error(&mut conn, id, &e.to_string()).await?;
-            tracing::warn!(stripe.event = %event.stripe_event_id, error = %e, attempt = event.attempts, "stripe event not reconciled yet; will retry");
+            tracing::warn!(
+                stripe.event = %event.stripe_event_id,
+                error = %e,
+                attempt = event.attempts,
+                "stripe event not reconciled yet; will retry"
+            );
             Err(JobError::Retry(e.to_string()))
         }
         Err(e) => {
@@ -110,10 +119,18 @@ async fn reconcile(
         }
         t if t.starts_with("customer.subscription.") => {
             let snap = billing::subscriptions::retrieve(stripe, &object).await?;
-            let tenant = tenant_of(ctx, snap.tenant_hint, Some(&snap.customer_id), Some(&snap.id)).await?;
+            let tenant = tenant_of(
+                ctx,
+                snap.tenant_hint,
+                Some(&snap.customer_id),
+                Some(&snap.id),
+            )
+            .await?;
             settle(ctx, event, tenant, Some(&snap), None).await
         }
-        other => Err(BillingError::Invalid(format!("no reconciliation for {other}"))),
+        other => Err(BillingError::Invalid(format!(
+            "no reconciliation for {other}"
+        ))),
     }
 }
 
@@ -147,7 +164,10 @@ async fn checkout_completed(
     // Checkout may have created the customer (no customer on the session): link it.
     if let Some(customer) = &customer {
         let mut conn = ctx.db.get().await?;
-        if stripe_customers::for_tenant(&mut conn, tenant).await?.is_none() {
+        if stripe_customers::for_tenant(&mut conn, tenant)
+            .await?
+            .is_none()
+        {
             drop(conn);
             let details = match customers::retrieve(stripe, customer).await? {
                 Some(c) => customers::details_of(&c),
@@ -206,7 +226,7 @@ async fn customer_updated(
                 .await?;
             }
         }
-        stripe_events::mark_processed(c, event_id(event)).await?;
+        stripe_events::mark_processed(c, event.id).await?;
         Ok(Vec::new())
     })
     .await
@@ -225,7 +245,9 @@ async fn invoice_event(
     };
     let tenant = tenant_of(
         ctx,
-        invoice.tenant_hint.or(snap.as_ref().and_then(|s| s.tenant_hint)),
+        invoice
+            .tenant_hint
+            .or(snap.as_ref().and_then(|s| s.tenant_hint)),
         invoice.customer_id.as_deref(),
         invoice.subscription_id.as_deref(),
     )
@@ -260,7 +282,7 @@ async fn settle(
         if let Some(suspended) = delinquency::enforce(c, tenant, grace, &domain).await? {
             emails.extend(suspended);
         }
-        stripe_events::mark_processed(c, event_id(event)).await?;
+        stripe_events::mark_processed(c, event.id).await?;
         Ok(emails)
     })
     .await
@@ -293,18 +315,43 @@ async fn invoice_notice(
     }
     .unwrap_or_else(|| "Catalytic".to_owned());
     let (kind, title, template, action) = if succeeded {
-        ("billing.payment_succeeded", "Payment received", "payment_success", "invoice.paid")
+        (
+            "billing.payment_succeeded",
+            "Payment received",
+            "payment_success",
+            "invoice.paid",
+        )
     } else {
-        ("billing.payment_failed", "Payment failed", "payment_failed", "invoice.payment_failed")
+        (
+            "billing.payment_failed",
+            "Payment failed",
+            "payment_failed",
+            "invoice.payment_failed",
+        )
     };
-    let amount = if succeeded { inv.amount_paid } else { inv.amount_remaining.max(inv.amount_due) };
+    let amount = if succeeded {
+        inv.amount_paid
+    } else {
+        inv.amount_remaining.max(inv.amount_due)
+    };
     let first = notifications::insert_once(
         conn,
         tenant,
         kind,
         title,
-        &format!("Invoice {} for {} {}.", inv.number.as_deref().unwrap_or(&inv.id), amount as f64 / 100.0, inv.currency.to_uppercase()),
-        json!({ "invoice": inv.id, "amount_cents": amount, "currency": inv.currency, "event": event.stripe_event_id }),
+        &format!(
+            "Invoice {}: {}.{:02} {}.",
+            inv.number.as_deref().unwrap_or(&inv.id),
+            amount / 100,
+            amount % 100,
+            inv.currency.to_uppercase()
+        ),
+        json!({
+            "invoice": inv.id,
+            "amount_cents": amount,
+            "currency": inv.currency,
+            "event": event.stripe_event_id,
+        }),
         &format!("stripe:{}", event.stripe_event_id),
     )
     .await?;
@@ -318,7 +365,12 @@ async fn invoice_notice(
             action,
             target_type: Some("invoice"),
             target_id: Some(inv.id.clone()),
-            details: json!({ "by": "stripe", "amount_cents": amount, "currency": inv.currency, "status": inv.status }),
+            details: json!({
+                "by": "stripe",
+                "amount_cents": amount,
+                "currency": inv.currency,
+                "status": inv.status,
+            }),
             ..Default::default()
         },
     )
@@ -359,7 +411,10 @@ async fn trial_notice(
         tenant,
         "billing.trial_ending",
         "Your trial ends soon",
-        &format!("The {plan_name} trial ends on {}.", trial_end.format("%-d %B %Y")),
+        &format!(
+            "The {plan_name} trial ends on {}.",
+            trial_end.format("%-d %B %Y")
+        ),
         json!({ "subscription": snap.id, "trial_end": trial_end }),
         &format!("stripe:{}", event.stripe_event_id),
     )
@@ -375,10 +430,6 @@ async fn trial_notice(
         domain,
     )
     .await?)
-}
-
-fn event_id(event: &StripeEvent) -> StripeEventId {
-    event.id
 }
 
 /// The tenant an object belongs to: the `tenant_id` metadata Catalytic put on it, else the

@@ -117,7 +117,11 @@ pub async fn change_price(
 }
 
 /// Cancels a subscription at the end of its period, or at once.
-pub async fn cancel(stripe: &Stripe, id: &str, immediately: bool) -> Result<Snapshot, BillingError> {
+pub async fn cancel(
+    stripe: &Stripe,
+    id: &str,
+    immediately: bool,
+) -> Result<Snapshot, BillingError> {
     let read_at = Utc::now();
     let sub = if immediately {
         CancelSubscription::new(id).send(stripe.client()).await?
@@ -141,8 +145,10 @@ pub async fn refresh(
     use catalytic_db::AsyncConnection as _;
     let snap = retrieve(stripe, id).await?;
     let mut conn = db.get().await?;
-    conn.transaction::<_, BillingError, _>(async |c| apply(c, tenant, &snap, &Actor::default()).await)
-        .await
+    conn.transaction::<_, BillingError, _>(async |c| {
+        apply(c, tenant, &snap, &Actor::default()).await
+    })
+    .await
 }
 
 /// Who caused a change, for the audit log; the default is Stripe itself (a webhook).
@@ -154,7 +160,12 @@ pub struct Actor {
 }
 
 impl Actor {
-    fn entry(&self, tenant: TenantId, action: &'static str, details: serde_json::Value) -> NewAudit {
+    fn entry(
+        &self,
+        tenant: TenantId,
+        action: &'static str,
+        details: serde_json::Value,
+    ) -> NewAudit {
         let by = if self.user_id.is_some() || self.api_key_id.is_some() {
             "api"
         } else {

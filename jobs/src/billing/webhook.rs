@@ -31,7 +31,11 @@ pub enum Rejection {
 }
 
 /// Verifies `raw` against the `Stripe-Signature` header and `secret`.
-pub fn verify(raw: &[u8], signature: Option<&str>, secret: &str) -> Result<VerifiedEvent, Rejection> {
+pub fn verify(
+    raw: &[u8],
+    signature: Option<&str>,
+    secret: &str,
+) -> Result<VerifiedEvent, Rejection> {
     let signature = signature
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -58,12 +62,17 @@ fn envelope(body: &str) -> Result<VerifiedEvent, Rejection> {
     };
     if payload.get("object").and_then(Value::as_str) != Some("event")
         || !id.starts_with("evt_")
-        || payload.pointer("/data/object").is_none_or(|o| !o.is_object())
+        || payload
+            .pointer("/data/object")
+            .is_none_or(|o| !o.is_object())
     {
         return Err(Rejection::Malformed);
     }
     Ok(VerifiedEvent {
-        livemode: payload.get("livemode").and_then(Value::as_bool).unwrap_or(false),
+        livemode: payload
+            .get("livemode")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         created: payload
             .get("created")
             .and_then(Value::as_i64)
@@ -95,26 +104,49 @@ mod tests {
         let now = Utc::now().timestamp();
         let good = Webhook::generate_test_header(&body, SECRET, Some(now));
         let ev = verify(body.as_bytes(), Some(&good), SECRET).unwrap();
-        assert_eq!((ev.id.as_str(), ev.event_type.as_str()), ("evt_1", "something.new"));
+        assert_eq!(
+            (ev.id.as_str(), ev.event_type.as_str()),
+            ("evt_1", "something.new")
+        );
         let forged = Webhook::generate_test_header(&body, "whsec_other", Some(now));
-        assert_eq!(verify(body.as_bytes(), Some(&forged), SECRET).unwrap_err(), Rejection::BadSignature);
+        assert_eq!(
+            verify(body.as_bytes(), Some(&forged), SECRET).unwrap_err(),
+            Rejection::BadSignature
+        );
         let stale = Webhook::generate_test_header(&body, SECRET, Some(now - 301));
-        assert_eq!(verify(body.as_bytes(), Some(&stale), SECRET).unwrap_err(), Rejection::Stale);
-        assert_eq!(verify(body.as_bytes(), None, SECRET).unwrap_err(), Rejection::MissingSignature);
+        assert_eq!(
+            verify(body.as_bytes(), Some(&stale), SECRET).unwrap_err(),
+            Rejection::Stale
+        );
+        assert_eq!(
+            verify(body.as_bytes(), None, SECRET).unwrap_err(),
+            Rejection::MissingSignature
+        );
         // Several v1 values: any one matching is enough (secret rotation).
         let v1 = good.split_once(",v1=").unwrap().1;
         let two = format!("t={now},v1={},v1={v1}", "0".repeat(64));
         assert!(verify(body.as_bytes(), Some(&two), SECRET).is_ok());
         let tampered = body.replace("x_1", "x_2");
-        assert_eq!(verify(tampered.as_bytes(), Some(&good), SECRET).unwrap_err(), Rejection::BadSignature);
+        assert_eq!(
+            verify(tampered.as_bytes(), Some(&good), SECRET).unwrap_err(),
+            Rejection::BadSignature
+        );
     }
 
     #[test]
     fn a_signed_body_that_is_not_an_event_is_malformed() {
         let now = Utc::now().timestamp();
-        for body in ["{\"hello\": 1}", "not json", "{\"id\": \"evt_1\", \"object\": \"event\", \"type\": \"a.b\"}"] {
+        for body in [
+            "{\"hello\": 1}",
+            "not json",
+            "{\"id\": \"evt_1\", \"object\": \"event\", \"type\": \"a.b\"}",
+        ] {
             let sig = Webhook::generate_test_header(body, SECRET, Some(now));
-            assert_eq!(verify(body.as_bytes(), Some(&sig), SECRET).unwrap_err(), Rejection::Malformed, "{body}");
+            assert_eq!(
+                verify(body.as_bytes(), Some(&sig), SECRET).unwrap_err(),
+                Rejection::Malformed,
+                "{body}"
+            );
         }
     }
 }
