@@ -53,21 +53,33 @@ as_pg() {
   fi
 }
 
+# Where the project's cluster lives: .local/pg, unless the checkout sits where the
+# postgres user cannot reach (a root-owned 0700 home, say): then a folder under /var/tmp
+# named after the checkout.
+pg_dir() {
+  PG_DIR="$LOCAL/pg"
+  if [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 \
+      && ! runuser -u postgres -- test -x "$LOCAL" 2>/dev/null; then
+    PG_DIR="/var/tmp/catalytic-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+  fi
+}
+
 ensure_postgres() {
   local bindir data pwfile
   bindir="$(pg_bindir)"
-  data="$LOCAL/pg/data"
-  pwfile="$LOCAL/pg/superuser-password"
   command -v psql >/dev/null || apt_install postgresql-client
   if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
-    useradd --system --home-dir "$LOCAL/pg" --shell /usr/sbin/nologin postgres
+    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin postgres
   fi
+  pg_dir
+  data="$PG_DIR/data"
+  pwfile="$PG_DIR/superuser-password"
   if [ ! -f "$pwfile" ]; then
-    mkdir -p "$LOCAL/pg"
+    mkdir -p "$PG_DIR"
     head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$pwfile"
   fi
   PG_PASSWORD="$(cat "$pwfile")"
-  if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$LOCAL/pg"; chmod 700 "$LOCAL/pg"; fi
+  if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$PG_DIR"; chmod 700 "$PG_DIR"; fi
   if [ ! -f "$data/PG_VERSION" ]; then
     log "initialising a PostgreSQL cluster in $data"
     as_pg "$bindir/initdb" -D "$data" -U postgres --pwfile="$pwfile" \
@@ -75,9 +87,9 @@ ensure_postgres() {
   fi
   if ! PGPASSWORD="$PG_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-    as_pg "$bindir/pg_ctl" -D "$data" -l "$LOCAL/pg/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $LOCAL/pg -c max_connections=300 -c fsync=${CATALYTIC_PG_FSYNC:-on}" start >/dev/null \
-      || { tail -20 "$LOCAL/pg/server.log" >&2; die "PostgreSQL did not start (log: $LOCAL/pg/server.log)"; }
+    as_pg "$bindir/pg_ctl" -D "$data" -l "$PG_DIR/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=300 -c fsync=${CATALYTIC_PG_FSYNC:-on}" start >/dev/null \
+      || { tail -20 "$PG_DIR/server.log" >&2; die "PostgreSQL did not start (log: $PG_DIR/server.log)"; }
   fi
   PG_ADMIN_URL="postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
   export PG_ADMIN_URL PG_PASSWORD
