@@ -530,7 +530,14 @@ async fn during_a_key_rotation_tokens_of_the_old_and_new_keys_both_verify() {
     let new_private = dir.join("new-private.pem");
     let new_public = dir.join("new-public.pem");
     let ok = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&new_private)
         .status()
         .unwrap()
@@ -570,7 +577,15 @@ async fn during_a_key_rotation_tokens_of_the_old_and_new_keys_both_verify() {
     for app in [&old, &new] {
         assert_eq!(app.get("/api/auth/me", &owner.access).await.status(), 200);
         assert_eq!(app.get("/api/auth/me", &new_token).await.status(), 200);
-        let jwks: Value = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+        let jwks: Value = app
+            .client
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     }
     new.cleanup().await;

@@ -521,6 +521,44 @@ async fn checkout_creates_the_tenants_stripe_customer_once_even_when_raced() {
         portal["url"].as_str().unwrap().contains("/billing_portal/"),
         "{portal}"
     );
+
+    // Billing details go to the Stripe customer and its row.
+    let resp = b
+        .app
+        .client
+        .put(b.app.url("/api/subscriptions/customer-info"))
+        .bearer_auth(&owner.access)
+        .json(&json!({"name": "Acme Ltd", "email": "Billing@Acme.example",
+                      "address": {"line1": "1 Lattice Way", "city": "Cambridge", "country": "gb"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let row = customer_row(&b.app, &owner.tenant_id).await.unwrap();
+    assert_eq!(row.name.as_deref(), Some("Acme Ltd"));
+    assert_eq!(row.email.as_deref(), Some("billing@acme.example"));
+    assert_eq!(row.address.as_ref().unwrap()["country"], "GB");
+    let theirs = stripe_get(
+        &b.stripe,
+        &format!("/v1/customers/{}", row.stripe_customer_id),
+    )
+    .await;
+    assert_eq!(theirs["address"]["city"], "Cambridge");
+    let resp = b
+        .app
+        .client
+        .put(b.app.url("/api/subscriptions/customer-info"))
+        .bearer_auth(&owner.access)
+        .json(&json!({"email": "not-an-email", "address": {"country": "Britain"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
     b.cleanup().await;
 }
 
@@ -1049,6 +1087,14 @@ async fn a_downgrade_below_usage_keeps_lattices_readable_and_refuses_new_ones() 
     b.subscribe(&owner, "professional", Completion::default())
         .await;
     b.settle().await;
+    let again = app
+        .post(
+            "/api/stripe/checkout",
+            &owner.access,
+            json!({"plan_code": "enterprise", "interval": "month"}),
+        )
+        .await;
+    assert_eq!(again.status(), 409, "one subscription per organisation");
     let mut ids = Vec::new();
     for i in 0..6 {
         let resp = app

@@ -35,8 +35,16 @@ async fn operators_list_tenants_change_plans_and_suspend_with_audit_entries() {
     let (ok, out, err) = cli(&app, &["tenants", "set-plan", &owner.slug, "professional"]);
     assert!(ok, "{err}");
     assert!(out.contains("professional"));
-    let me: Value = app.get("/api/auth/me", &owner.access).await.json().await.unwrap();
-    assert_eq!(me["tenant"]["plan_code"], "professional", "the new plan applies at once");
+    let me: Value = app
+        .get("/api/auth/me", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me["tenant"]["plan_code"], "professional",
+        "the new plan applies at once"
+    );
     let (ok, _, err) = cli(&app, &["tenants", "set-plan", &owner.slug, "platinum"]);
     assert!(!ok && err.contains("no plan"), "{err}");
     let (ok, _, err) = cli(&app, &["tenants", "set-plan", "no-such-tenant", "free"]);
@@ -45,30 +53,52 @@ async fn operators_list_tenants_change_plans_and_suspend_with_audit_entries() {
     let (ok, _, err) = cli(&app, &["tenants", "suspend", &owner.tenant_id]);
     assert!(ok, "{err}");
     let resp = app
-        .post("/api/lattices", &owner.access, json!({"name": "x", "dimensions": 2, "size": 4}))
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "x", "dimensions": 2, "size": 4}),
+        )
         .await;
     assert_eq!(resp.status(), 402);
     let b: Value = resp.json().await.unwrap();
     assert_eq!(b["type"], "account_suspended");
-    assert_eq!(app.get("/api/lattices", &owner.access).await.status(), 200, "reads still work");
+    assert_eq!(
+        app.get("/api/lattices", &owner.access).await.status(),
+        200,
+        "reads still work"
+    );
     let (ok, _, _) = cli(&app, &["tenants", "resume", &owner.slug]);
     assert!(ok);
     let resp = app
-        .post("/api/lattices", &owner.access, json!({"name": "x", "dimensions": 2, "size": 4}))
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "x", "dimensions": 2, "size": 4}),
+        )
         .await;
     assert_eq!(resp.status(), 201);
 
     let (ok, out, err) = cli(&app, &["users", "set-platform-admin", &owner.email, "true"]);
     assert!(ok, "{err}");
     assert!(out.contains("true"));
-    let logs: Value = app.get("/api/audit-logs?limit=100", &owner.access).await.json().await.unwrap();
+    let logs: Value = app
+        .get("/api/audit-logs?limit=100", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     let actions: Vec<&str> = logs["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    for a in ["plan.changed", "tenant.suspended", "tenant.resumed", "user.platform_admin_changed"] {
+    for a in [
+        "plan.changed",
+        "tenant.suspended",
+        "tenant.resumed",
+        "user.platform_admin_changed",
+    ] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
     app.cleanup().await;

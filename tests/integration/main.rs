@@ -1,9 +1,9 @@
 //! The one integration-test binary: real PostgreSQL, Redis and worker processes.
 
 mod api_keys;
-mod cli;
 mod auth;
 mod billing;
+mod cli;
 mod email;
 mod foundation;
 mod isolation;

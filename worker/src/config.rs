@@ -239,7 +239,11 @@ impl RunSettings {
 /// queues, without duplicates, in the given order.
 pub fn parse_queues(list: &str) -> Result<Vec<QueueName>, String> {
     let mut queues = Vec::new();
-    for part in list.split([',', ':']).map(str::trim).filter(|p| !p.is_empty()) {
+    for part in list
+        .split([',', ':'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let q = part.parse::<QueueName>()?;
         if !queues.contains(&q) {
             queues.push(q);
@@ -306,7 +310,11 @@ mod tests {
         assert!(parse_queues(" , ").is_err());
         assert_eq!(
             parse_queues("webhooks:email:usage"),
-            Ok(vec![QueueName::Webhooks, QueueName::Email, QueueName::Usage]),
+            Ok(vec![
+                QueueName::Webhooks,
+                QueueName::Email,
+                QueueName::Usage
+            ]),
             "systemd instance names separate with colons"
         );
     }

@@ -197,10 +197,13 @@ async fn admit(state: &AppState, caller: Caller<'_>, rule: &Rule) -> ApiResult<(
 }
 
 async fn bearer(state: &AppState, token: &str, rule: &Rule) -> ApiResult<Principal> {
-    let claims = state.verified_tokens.verify_access(&state.keys, token).map_err(|e| {
-        tracing::info!(reason = %e, "access token refused");
-        unauthorized()
-    })?;
+    let claims = state
+        .verified_tokens
+        .verify_access(&state.keys, token)
+        .map_err(|e| {
+            tracing::info!(reason = %e, "access token refused");
+            unauthorized()
+        })?;
     let tenant = tenant_context(state, claims.tenant()).await?;
     admit(
         state,
