@@ -10,7 +10,10 @@
 //!
 //! Paths go from the corner `(0, ..., 0)` to the opposite corner
 //! `(N-1, ..., N-1)`. Prints one line of `key=value` pairs: times in
-//! seconds, `peak_rss_kb` from `/proc/self/status` (VmHWM).
+//! seconds, `peak_rss_kb` from `/proc/self/status` (VmHWM at the end),
+//! `baseline_rss_kb` (VmHWM just before the work starts: the process's own
+//! fixed footprint, binary and allocator) and `work_peak_kb` (the
+//! difference: the peak memory of the work itself).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
     };
     let seed = args.get(7).and_then(|s| s.parse().ok()).unwrap_or(42u64);
 
+    let baseline_kb = peak_rss_kb();
     let t_build = Instant::now();
     let spec = match LatticeSpec::new(d, n, density, seed, boundary) {
         Ok(s) => s,
@@ -192,7 +196,13 @@ fn main() -> ExitCode {
         "explicit_memory_bytes={}",
         spec.explicit_memory_bytes()
     ));
-    out.push(format!("peak_rss_kb={}", peak_rss_kb()));
+    let peak_kb = peak_rss_kb();
+    out.push(format!("baseline_rss_kb={baseline_kb}"));
+    out.push(format!("peak_rss_kb={peak_kb}"));
+    out.push(format!(
+        "work_peak_kb={}",
+        peak_kb.saturating_sub(baseline_kb)
+    ));
     println!("{}", out.join(" "));
     ExitCode::SUCCESS
 }

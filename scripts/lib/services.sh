@@ -85,7 +85,17 @@ ensure_postgres() {
     as_pg "$bindir/initdb" -D "$data" -U postgres --pwfile="$pwfile" \
       --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
   fi
+  # The port our cluster last ran on; another server already on it (a distribution's
+  # own cluster, say) moves ours to the next free port.
+  if [ -z "${CATALYTIC_PG_PORT:-}" ] && [ -f "$PG_DIR/port" ]; then PG_PORT="$(cat "$PG_DIR/port")"; fi
   if ! PGPASSWORD="$PG_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+    if ! as_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+      while (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; do
+        log "port $PG_PORT is taken by another server; trying $((PG_PORT + 1))"
+        PG_PORT=$((PG_PORT + 1))
+      done
+    fi
+    echo "$PG_PORT" > "$PG_DIR/port"
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     as_pg "$bindir/pg_ctl" -D "$data" -l "$PG_DIR/server.log" -w -t 60 \
       -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=300 -c fsync=${CATALYTIC_PG_FSYNC:-on}" start >/dev/null \
