@@ -69,7 +69,7 @@ use super::parallel::{FlagOnPanic, Signal, team, wait_busy};
 /// leader alone (a hand-off would cost more than it saves).
 pub(crate) const PAR_MIN_FRONTIER: usize = 2048;
 /// Bitset words initialised between two progress/cancellation checks.
-const INIT_CHUNK_WORDS: usize = 1 << 13;
+const INIT_CHUNK_WORDS: usize = 1 << 10;
 /// Frontier vertices expanded between two progress/cancellation checks.
 const CHECK_EVERY: u64 = 1 << 14;
 
