@@ -92,7 +92,7 @@ pub async fn submit_lattice_job(
         }
         Err(e) => return Err(e),
     };
-    push(state, &job).await;
+    push(state, queue, &job).await;
     state
         .metrics
         .jobs_enqueued
@@ -115,8 +115,7 @@ fn same_request(existing: Job, hash: &str) -> ApiResult<Submitted> {
 }
 
 /// Pushes a committed job; a failure leaves it to the worker's sweeper.
-async fn push(state: &AppState, job: &Job) {
-    let queue: QueueName = job.queue.parse().unwrap_or(QueueName::Lattice);
+async fn push(state: &AppState, queue: QueueName, job: &Job) {
     match catalytic_jobs::enqueue::push_job(
         &state.queue,
         queue,

@@ -71,16 +71,6 @@ pub async fn get(conn: &mut Conn, id: StripeEventId) -> DbResult<StripeEvent> {
         .await?)
 }
 
-/// The row of a Stripe event id.
-pub async fn by_stripe_id(conn: &mut Conn, stripe_id: &str) -> DbResult<Option<StripeEvent>> {
-    Ok(stripe_events::table
-        .filter(stripe_events::stripe_event_id.eq(stripe_id))
-        .select(StripeEvent::as_select())
-        .first(conn)
-        .await
-        .optional()?)
-}
-
 /// Counts one more attempt at a pending event and returns it; `None` when the event is
 /// settled (processed, failed, ignored) or unknown.
 #[tracing::instrument(skip_all, fields(stripe_event.id = %id))]

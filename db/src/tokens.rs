@@ -42,6 +42,16 @@ pub async fn insert_refresh(
     Ok(())
 }
 
+/// A refresh token row, read without locking (verification).
+pub async fn refresh_by_id(conn: &mut Conn, id: RefreshTokenId) -> DbResult<Option<RefreshToken>> {
+    Ok(refresh_tokens::table
+        .find(id)
+        .select(RefreshToken::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
 /// Locks and returns a refresh token row (for rotation inside a transaction).
 pub async fn refresh_for_update(
     conn: &mut Conn,

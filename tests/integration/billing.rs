@@ -6,6 +6,7 @@ use std::time::Duration;
 use catalytic_db::ids::TenantId;
 use catalytic_db::plans::{Plan, Subscription};
 use catalytic_db::stripe_events::StripeEvent;
+use catalytic_tests::api_bin;
 use catalytic_tests::stripe::{Completion, StripeEmulator, sign_header};
 use catalytic_tests::{Owner, TestApp, Worker, eventually};
 use rand::seq::SliceRandom;
@@ -19,12 +20,6 @@ use stripe_core::customer::UpdateCustomer;
 
 const WEBHOOK_SECRET: &str = "whsec_billing_tests";
 const WAIT: Duration = Duration::from_secs(40);
-
-fn api_bin() -> String {
-    std::env::var("CATALYTIC_API_BIN").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/catalytic-api").to_owned()
-    })
-}
 
 /// An API wired to its own Stripe emulator, the plans synced to it, webhooks delivered to
 /// the API, and (optionally) a worker on the `webhooks` queue.

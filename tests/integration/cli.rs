@@ -1,13 +1,8 @@
 //! The operator CLI: tenants list, set-plan, suspend/resume, platform administrators.
 
 use catalytic_tests::TestApp;
+use catalytic_tests::api_bin;
 use serde_json::{Value, json};
-
-fn api_bin() -> String {
-    std::env::var("CATALYTIC_API_BIN").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/catalytic-api").to_owned()
-    })
-}
 
 fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(api_bin())

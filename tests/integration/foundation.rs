@@ -1,6 +1,7 @@
 //! The API shell: health, error shapes, request ids, headers, metrics, configuration.
 
 use catalytic_tests::{TestApp, env};
+use catalytic_tests::{api_bin, tempdir};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,12 +232,6 @@ async fn docs_and_spec_are_served() {
     app.cleanup().await;
 }
 
-fn api_bin() -> String {
-    std::env::var("CATALYTIC_API_BIN").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/catalytic-api").to_owned()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_or_invalid_variable_stops_start_up_naming_it() {
     let dir = tempdir();
@@ -321,12 +316,6 @@ async fn dot_env_is_read_and_the_real_environment_wins() {
         .unwrap();
     assert!(!out.status.success());
     db.drop_now().await;
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("catalytic-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[tokio::test(flavor = "multi_thread")]

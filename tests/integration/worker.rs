@@ -8,32 +8,40 @@ use catalytic_jobs::QueueName;
 use catalytic_tests::{TestApp, eventually};
 use serde_json::json;
 
+/// Commits a `system.ping` job row on the lattice queue (not pushed).
+async fn insert_ping(
+    pool: &catalytic_db::Pool,
+    params: serde_json::Value,
+    request_id: Option<&str>,
+) -> JobId {
+    let id = JobId::generate();
+    let mut conn = pool.get().await.unwrap();
+    catalytic_db::jobs::insert(
+        &mut conn,
+        NewJob {
+            id,
+            tenant_id: None,
+            lattice_id: None,
+            queue: "lattice",
+            kind: "system.ping",
+            params,
+            max_attempts: 3,
+            idempotency_key: None,
+            request_hash: None,
+            request_id,
+            created_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    id
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_processes_a_job_end_to_end_and_records_it_in_postgres() {
     let app = TestApp::spawn().await;
     let pool = app.pool();
-    let id = JobId::generate();
-    {
-        let mut conn = pool.get().await.unwrap();
-        catalytic_db::jobs::insert(
-            &mut conn,
-            NewJob {
-                id,
-                tenant_id: None,
-                lattice_id: None,
-                queue: "lattice",
-                kind: "system.ping",
-                params: json!({"hello": "world"}),
-                max_attempts: 3,
-                idempotency_key: None,
-                request_hash: None,
-                request_id: Some("req-e2e"),
-                created_by: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    let id = insert_ping(&pool, json!({"hello": "world"}), Some("req-e2e")).await;
     let client = catalytic_jobs::queue::QueueClient::new(&app.redis_url, &app.prefix).unwrap();
     catalytic_jobs::enqueue::push_job(
         &client,
@@ -70,28 +78,7 @@ async fn a_worker_processes_a_job_end_to_end_and_records_it_in_postgres() {
 async fn the_sweeper_pushes_a_queued_row_whose_push_never_reached_redis() {
     let app = TestApp::spawn().await;
     let pool = app.pool();
-    let id = JobId::generate();
-    {
-        let mut conn = pool.get().await.unwrap();
-        catalytic_db::jobs::insert(
-            &mut conn,
-            NewJob {
-                id,
-                tenant_id: None,
-                lattice_id: None,
-                queue: "lattice",
-                kind: "system.ping",
-                params: json!({"swept": true}),
-                max_attempts: 3,
-                idempotency_key: None,
-                request_hash: None,
-                request_id: None,
-                created_by: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    let id = insert_ping(&pool, json!({"swept": true}), None).await;
     // Committed a minute ago, never pushed: what a crash between commit and push leaves.
     catalytic_db::provision::execute_raw(
         &app.db.url,

@@ -414,6 +414,21 @@ impl Worker {
     }
 }
 
+/// The `catalytic-api` binary scripts/test built.
+pub fn api_bin() -> String {
+    env_or_default(
+        "CATALYTIC_API_BIN",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/catalytic-api"),
+    )
+}
+
+/// A fresh empty directory under the system temp dir.
+pub fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("catalytic-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
 fn env_or_default(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_owned())
 }

@@ -521,7 +521,7 @@ impl AuthApi {
         }
         if kind == TokenType::Refresh {
             let mut conn = state.db.get().await?;
-            let live = tokens::refresh_for_update(&mut conn, RefreshTokenId::from_uuid(claims.jti))
+            let live = tokens::refresh_by_id(&mut conn, RefreshTokenId::from_uuid(claims.jti))
                 .await?
                 .is_some_and(|r| r.revoked_at.is_none() && r.used_at.is_none());
             if !live {
