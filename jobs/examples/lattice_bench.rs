@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! lattice_bench D N DENSITY THREADS OP [REPEAT] [BOUNDARY] [SEED]
-//!   OP       path | components | both | stats | xor
+//!   OP       path | components | both | stats | xor | bfs-path | bfs-both
+//!            (bfs-*: the path by bidirectional BFS even when the monotone
+//!            sweep would answer)
 //!   REPEAT   runs of each operation; the fastest is reported (default 1)
 //!   BOUNDARY open | periodic (default open)
 //!   SEED     obstacle seed (default 42)
@@ -25,7 +27,7 @@ use catalytic_jobs::lattice::{
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: lattice_bench D N DENSITY THREADS path|components|both|stats|xor [REPEAT] [open|periodic] [SEED]"
+        "usage: lattice_bench D N DENSITY THREADS path|components|both|stats|xor|bfs-path|bfs-both [REPEAT] [open|periodic] [SEED]"
     );
     ExitCode::from(2)
 }
@@ -68,7 +70,10 @@ fn main() -> ExitCode {
     ) else {
         return usage();
     };
-    let op = args[4].as_str();
+    let (op, sweep) = match args[4].strip_prefix("bfs-") {
+        Some(op) => (op, false),
+        None => (args[4].as_str(), true),
+    };
     let repeat = args.get(5).and_then(|r| r.parse().ok()).unwrap_or(1usize);
     let boundary = match args.get(6).map(String::as_str) {
         None | Some("open") => Boundary::Open,
@@ -87,12 +92,12 @@ fn main() -> ExitCode {
         }
     };
     let build_s = t_build.elapsed().as_secs_f64();
-    let ctl = Control::none().with_threads(threads);
+    let ctl = Control::none().with_threads(threads).with_sweep(sweep);
     let start = vec![0u64; d as usize];
     let end = vec![n - 1; d as usize];
 
     let mut out = vec![
-        format!("op={op}"),
+        format!("op={}", args[4]),
         format!("d={d}"),
         format!("n={n}"),
         format!("density={density}"),
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
         total += secs;
         let method = match r.method {
             PathMethod::ClosedForm => "closed_form",
+            PathMethod::MonotoneSweep => "monotone_sweep",
             PathMethod::BidirectionalBfs => "bidirectional_bfs",
         };
         out.push(format!("path_s={secs:.6}"));

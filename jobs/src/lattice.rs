@@ -22,6 +22,7 @@ mod components;
 mod control;
 mod error;
 mod geometry;
+mod monotone;
 mod obstacles;
 mod parallel;
 mod path;

@@ -62,12 +62,12 @@ use super::bitset::AtomicBits;
 use super::control::Reporter;
 use super::error::LatticeError;
 use super::geometry::{Grid, Stepper, WithStepper};
-use super::obstacles::{blocked_bits, blocked_by_rule};
+use super::obstacles::{blocked_by_rule, fill_blocked};
 use super::parallel::{FlagOnPanic, Signal, team, wait_busy};
 
 /// Two-direction steps with fewer frontier vertices in total run on the
 /// leader alone (a hand-off would cost more than it saves).
-pub(crate) const PAR_MIN_FRONTIER: usize = 2048;
+pub(crate) const PAR_MIN_FRONTIER: usize = 256;
 /// Bitset words initialised between two progress/cancellation checks.
 const INIT_CHUNK_WORDS: usize = 1 << 10;
 /// Frontier vertices expanded between two progress/cancellation checks.
@@ -87,11 +87,11 @@ pub(crate) enum Checkpoint {
 }
 
 impl Checkpoint {
-    fn new(level: &[u64], narrow: bool) -> Self {
-        if narrow {
-            Checkpoint::Narrow(level.iter().map(|&v| v as u32).collect())
+    fn new<T: Vid>(level: &[T]) -> Self {
+        if T::NARROW {
+            Checkpoint::Narrow(level.iter().map(|v| v.index() as u32).collect())
         } else {
-            Checkpoint::Wide(level.to_vec())
+            Checkpoint::Wide(level.iter().map(|v| v.index()).collect())
         }
     }
 
@@ -189,16 +189,52 @@ enum Plan {
     Exit,
 }
 
+/// A vertex id in a frontier queue: `u32` when every index fits (half the
+/// memory of the queues, which are most of a search's memory), else `u64`.
+pub(crate) trait Vid: Copy + Default + Send + Sync + 'static {
+    const NARROW: bool;
+    fn from_index(v: u64) -> Self;
+    fn index(self) -> u64;
+}
+
+impl Vid for u32 {
+    const NARROW: bool = true;
+    #[inline(always)]
+    fn from_index(v: u64) -> Self {
+        v as u32
+    }
+    #[inline(always)]
+    fn index(self) -> u64 {
+        u64::from(self)
+    }
+}
+
+impl Vid for u64 {
+    const NARROW: bool = false;
+    #[inline(always)]
+    fn from_index(v: u64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn index(self) -> u64 {
+        self
+    }
+}
+
 /// A frontier queue whose buffer only grows, so pushes are branch-free.
 #[derive(Default)]
-struct Frontier {
-    data: Vec<u64>,
+struct Frontier<T> {
+    data: Vec<T>,
     len: usize,
 }
 
-impl Frontier {
-    fn as_slice(&self) -> &[u64] {
+impl<T: Vid> Frontier<T> {
+    fn as_slice(&self) -> &[T] {
         &self.data[..self.len]
+    }
+
+    fn indices(&self) -> impl Iterator<Item = u64> + '_ {
+        self.as_slice().iter().map(|v| v.index())
     }
 }
 
@@ -206,20 +242,20 @@ impl Frontier {
 /// the one before it (kept for the single-source "farthest" answer and the
 /// meeting test), and the checkpoints so far.
 #[derive(Default)]
-struct Queues {
-    cur: Frontier,
-    prev: Frontier,
+struct Queues<T> {
+    cur: Frontier<T>,
+    prev: Frontier<T>,
     checkpoints: Vec<Checkpoint>,
     level: u64,
 }
 
-struct Shared<'a> {
+struct Shared<'a, T> {
     s: &'a SearchSetup<'a>,
     threads: usize,
     visited: Vec<AtomicBits>,
     /// Keep checkpoints (two-source searches).
     checkpoints: bool,
-    queues: Vec<Mutex<Queues>>,
+    queues: Vec<Mutex<Queues<T>>>,
     /// Initialisation: next chunk to take, chunks finished, stop flag.
     init_next: AtomicUsize,
     init_done: AtomicUsize,
@@ -237,22 +273,29 @@ struct Shared<'a> {
 }
 
 pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
+    if s.grid.vertices <= 1 << 32 {
+        run_with::<u32>(s)
+    } else {
+        run_with::<u64>(s)
+    }
+}
+
+fn run_with<T: Vid>(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
     let threads = s.threads.max(1);
     let sides = s.sources.len();
     debug_assert!(sides == 1 || (sides == 2 && s.sources[0] != s.sources[1]));
-    let narrow = s.grid.vertices <= 1 << 32;
     let queues = s
         .sources
         .iter()
         .map(|&src| {
             Mutex::new(Queues {
                 cur: Frontier {
-                    data: vec![src],
+                    data: vec![T::from_index(src)],
                     len: 1,
                 },
                 prev: Frontier::default(),
                 checkpoints: if sides == 2 {
-                    vec![Checkpoint::new(&[src], narrow)]
+                    vec![Checkpoint::new(&[T::from_index(src)])]
                 } else {
                     Vec::new()
                 },
@@ -264,7 +307,9 @@ pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
         s,
         threads,
         visited: (0..sides)
-            .map(|_| AtomicBits::new(s.grid.vertices))
+            // One bit past the last vertex is always set (padding): the
+            // target of moves that leave the lattice.
+            .map(|_| AtomicBits::new(s.grid.vertices + 1))
             .collect(),
         checkpoints: sides == 2,
         queues,
@@ -315,25 +360,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// none is left (so a thread that is descheduled delays only the chunk it
 /// holds): blocked vertices (and padding) set, the rest clear. The leader
 /// reports progress and polls cancellation between its chunks.
-fn init_chunks(sh: &Shared<'_>, leader: bool) {
+fn init_chunks<T: Vid>(sh: &Shared<'_, T>, leader: bool) {
     let s = sh.s;
     let words = sh.visited[0].word_count();
     let chunks = words.div_ceil(INIT_CHUNK_WORDS);
     let vertices = s.grid.vertices;
+    let mut buf = [0u64; INIT_CHUNK_WORDS];
     while !sh.init_stop.load(Relaxed) {
         let c = sh.init_next.fetch_add(1, Relaxed);
         if c >= chunks {
             break;
         }
-        let mut blocked = 0u64;
-        for i in c * INIT_CHUNK_WORDS..((c + 1) * INIT_CHUNK_WORDS).min(words) {
-            let first = (i as u64) * 64;
-            let bits = blocked_bits(s.seed, s.threshold, first, vertices, 64);
-            let real = vertices.saturating_sub(first).min(64);
-            let real_mask = if real == 64 { !0 } else { (1u64 << real) - 1 };
-            blocked += u64::from((bits & real_mask).count_ones());
-            for v in &sh.visited {
-                v.store_word(i, bits);
+        let lo = c * INIT_CHUNK_WORDS;
+        let hi = ((c + 1) * INIT_CHUNK_WORDS).min(words);
+        let buf = &mut buf[..hi - lo];
+        let blocked = fill_blocked(s.seed, s.threshold, lo as u64 * 64, vertices, buf);
+        for v in &sh.visited {
+            for (i, &bits) in buf.iter().enumerate() {
+                v.store_word(lo + i, bits);
             }
         }
         sh.blocked.fetch_add(blocked, Relaxed);
@@ -348,7 +392,7 @@ fn init_chunks(sh: &Shared<'_>, leader: bool) {
     }
 }
 
-fn worker(sh: &Shared<'_>) {
+fn worker<T: Vid>(sh: &Shared<'_, T>) {
     init_chunks(sh, false);
     let mut seen = 0;
     loop {
@@ -363,7 +407,7 @@ fn worker(sh: &Shared<'_>) {
     }
 }
 
-fn leader(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
+fn leader<T: Vid>(sh: &Shared<'_, T>) -> Result<(Outcome, u64), LatticeError> {
     let result = start(sh).and_then(|()| drive(sh));
     *lock(&sh.plan) = Plan::Exit;
     sh.step.publish(u64::MAX);
@@ -371,7 +415,7 @@ fn leader(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
 }
 
 /// Finishes the initialisation and forces the sources open.
-fn start(sh: &Shared<'_>) -> Result<(), LatticeError> {
+fn start<T: Vid>(sh: &Shared<'_, T>) -> Result<(), LatticeError> {
     init_chunks(sh, true);
     if sh.init_stop.load(Relaxed) {
         return Err(LatticeError::Cancelled);
@@ -397,24 +441,19 @@ fn start(sh: &Shared<'_>) -> Result<(), LatticeError> {
 }
 
 /// New vertices of `side` already reached by the other side.
-fn touching(sh: &Shared<'_>, side: usize) -> Vec<u64> {
+fn touching<T: Vid>(sh: &Shared<'_, T>, side: usize) -> Vec<u64> {
     let q = lock(&sh.queues[side]);
     let other = &sh.visited[side ^ 1];
-    q.cur
-        .as_slice()
-        .iter()
-        .copied()
-        .filter(|&w| other.get(w))
-        .collect()
+    q.cur.indices().filter(|&w| other.get(w)).collect()
 }
 
 /// The smallest of `candidates` that is in `side`'s previous frontier, and
 /// the smallest that is not.
-fn split_by_previous(sh: &Shared<'_>, side: usize, candidates: &[u64]) -> (u64, u64) {
+fn split_by_previous<T: Vid>(sh: &Shared<'_, T>, side: usize, candidates: &[u64]) -> (u64, u64) {
     let q = lock(&sh.queues[side]);
     let set: FastSet = candidates.iter().copied().collect();
     let mut inside = FastSet::default();
-    for &w in q.prev.as_slice() {
+    for w in q.prev.indices() {
         if set.contains(&w) {
             inside.insert(w);
         }
@@ -435,7 +474,7 @@ fn split_by_previous(sh: &Shared<'_>, side: usize, candidates: &[u64]) -> (u64, 
 }
 
 /// The leader's loop: one step (one or two levels) per iteration.
-fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
+fn drive<T: Vid>(sh: &Shared<'_, T>) -> Result<(Outcome, u64), LatticeError> {
     let s = sh.s;
     let sides = sh.visited.len();
     let open_total = s.grid.vertices - sh.blocked.load(Relaxed);
@@ -462,13 +501,7 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
             let new = expand(sh, 0);
             if new == 0 {
                 let q = lock(&sh.queues[0]);
-                let farthest = q
-                    .prev
-                    .as_slice()
-                    .iter()
-                    .copied()
-                    .min()
-                    .unwrap_or(s.sources[0]);
+                let farthest = q.prev.indices().min().unwrap_or(s.sources[0]);
                 return Ok((
                     Outcome::Exhausted {
                         eccentricity: level[0],
@@ -550,50 +583,52 @@ fn drive(sh: &Shared<'_>) -> Result<(Outcome, u64), LatticeError> {
 
 /// Expands the frontier of `side` by one level (keeping a checkpoint of
 /// the new level when due). Returns the size of the new frontier.
-fn expand(sh: &Shared<'_>, side: usize) -> usize {
+fn expand<T: Vid>(sh: &Shared<'_, T>, side: usize) -> usize {
     let mut guard = lock(&sh.queues[side]);
     let q = &mut *guard;
     std::mem::swap(&mut q.cur, &mut q.prev);
     let (frontier, next) = (&q.prev, &mut q.cur);
     next.len = sh.s.grid.with_stepper(ExpandLevel {
+        outside: sh.s.grid.vertices,
         frontier: frontier.as_slice(),
         next: &mut next.data,
         visited: &sh.visited[side],
     });
     q.level += 1;
     if sh.checkpoints && q.level.is_multiple_of(checkpoint_every(sh.s.grid.d)) {
-        let narrow = sh.s.grid.vertices <= 1 << 32;
-        q.checkpoints
-            .push(Checkpoint::new(q.cur.as_slice(), narrow));
+        q.checkpoints.push(Checkpoint::new(q.cur.as_slice()));
     }
     q.cur.len
 }
 
 /// One level of expansion: every unvisited neighbour of `frontier` is
 /// claimed and appended to `next`; returns how many.
-struct ExpandLevel<'a> {
-    frontier: &'a [u64],
-    next: &'a mut Vec<u64>,
+struct ExpandLevel<'a, T> {
+    /// A vertex index whose visited bit is always set (padding).
+    outside: u64,
+    frontier: &'a [T],
+    next: &'a mut Vec<T>,
     visited: &'a AtomicBits,
 }
 
-impl WithStepper for ExpandLevel<'_> {
+impl<T: Vid> WithStepper for ExpandLevel<'_, T> {
     type Output = usize;
 
     fn run<const D: usize>(self, st: Stepper<D>) -> usize {
         let degree = 2 * D;
         let visited = self.visited;
+        let outside = self.outside;
         let next = self.next;
         let mut len = 0usize;
-        let mut data: &mut [u64] = next.as_mut_slice();
+        let mut data: &mut [T] = next.as_mut_slice();
         for &v in self.frontier {
             if data.len() < len + degree {
                 let grow = (len + degree).max(data.len() * 2);
-                next.resize(grow, 0);
+                next.resize(grow, T::default());
                 data = next.as_mut_slice();
             }
-            st.neighbours(v, |w| {
-                data[len] = w;
+            st.neighbours_all(v.index(), 0, st.n(), st.wraps(), outside, |w| {
+                data[len] = T::from_index(w);
                 len += visited.claim(w) as usize;
             });
         }

@@ -28,6 +28,9 @@ pub struct Control<'a> {
     /// [`PARALLEL_MIN_VERTICES`](super::PARALLEL_MIN_VERTICES) vertices
     /// (smaller ones always run on the calling thread). At least 1.
     pub threads: usize,
+    /// Try the monotone sweep before a BFS on shortest paths (default
+    /// `true`; benchmarks and tests turn it off to measure the BFS itself).
+    pub sweep: bool,
 }
 
 impl std::fmt::Debug for Control<'_> {
@@ -45,6 +48,7 @@ impl Control<'static> {
             progress: &no_progress,
             is_cancelled: &never_cancelled,
             threads: default_threads(),
+            sweep: true,
         }
     }
 }
@@ -59,6 +63,7 @@ impl<'a> Control<'a> {
             progress,
             is_cancelled,
             threads: default_threads(),
+            sweep: true,
         }
     }
 
@@ -68,6 +73,11 @@ impl<'a> Control<'a> {
             threads: threads.max(1),
             ..self
         }
+    }
+
+    /// Same callbacks, with or without the monotone sweep on paths.
+    pub fn with_sweep(self, sweep: bool) -> Self {
+        Control { sweep, ..self }
     }
 
     pub(crate) fn cancelled(&self) -> bool {

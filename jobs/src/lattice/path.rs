@@ -1,5 +1,6 @@
-//! Point-to-point shortest paths: a closed form without obstacles, a
-//! bidirectional BFS otherwise.
+//! Point-to-point shortest paths: a closed form without obstacles; with
+//! obstacles a sweep for a path as short as without them (see `monotone`),
+//! and a bidirectional BFS when there is none.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +8,7 @@ use super::bfs::{self, Outcome, SearchSetup, walk_back};
 use super::control::{Control, Reporter};
 use super::error::{Endpoint, LatticeError};
 use super::geometry::Grid;
+use super::monotone;
 use super::parallel::{team, threads_for};
 use super::spec::LatticeSpec;
 
@@ -17,6 +19,10 @@ pub enum PathMethod {
     /// No obstacles: per-axis distances (`|a - b|`, or `min(|a - b|, n - |a - b|)`
     /// when periodic), path built axis by axis; nothing is searched.
     ClosedForm,
+    /// Obstacles leave a path as short as without them: found by one sweep
+    /// over the box between the endpoints (its length is the obstacle-free
+    /// lower bound, so it is shortest); nothing is searched.
+    MonotoneSweep,
     /// Bidirectional level-synchronous BFS.
     BidirectionalBfs,
 }
@@ -32,7 +38,8 @@ pub struct PathResult {
     /// The path's vertex coordinates, start first; `None` when unreachable
     /// or when `path_length > path_limit`.
     pub path: Option<Vec<Vec<u64>>>,
-    /// Vertices the search labelled (0 for the closed form).
+    /// Vertices the search labelled (0 for the closed form; for the
+    /// monotone sweep, the vertices of the box it examined, 64 at a time).
     pub visited: u64,
     pub method: PathMethod,
 }
@@ -72,6 +79,25 @@ pub fn shortest_path(
             method: PathMethod::BidirectionalBfs,
         });
     }
+    let lower_bound: u64 = axis_moves(spec, start, end).iter().map(|m| m.2).sum();
+    let mut bfs_progress = 0;
+    if ctl.sweep && monotone::applies(spec, start, end, lower_bound) {
+        let want_path = lower_bound < path_limit as u64;
+        if let Some(m) = monotone::monotone_path(spec, start, end, want_path, &rep, (0, 50))? {
+            rep.finish();
+            return Ok(PathResult {
+                reachable: true,
+                distance: Some(lower_bound),
+                path_length: Some(lower_bound + 1),
+                path: m
+                    .path
+                    .map(|p| p.into_iter().map(|v| spec.coords_unchecked(v)).collect()),
+                visited: m.swept,
+                method: PathMethod::MonotoneSweep,
+            });
+        }
+        bfs_progress = 50;
+    }
     let grid = Grid::new(spec);
     let sources = [s, e];
     let threads = threads_for(ctl, spec.vertices());
@@ -80,11 +106,11 @@ pub fn shortest_path(
         seed: spec.seed(),
         threshold: spec.obstacle_threshold(),
         sources: &sources,
-        lower_bound: axis_moves(spec, start, end).iter().map(|m| m.2).sum(),
+        lower_bound,
         threads,
         reporter: &rep,
-        base: 0,
-        span: 99,
+        base: bfs_progress,
+        span: 99 - bfs_progress,
     };
     let search = bfs::run(&setup)?;
     let result = match search.outcome {

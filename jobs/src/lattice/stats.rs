@@ -9,7 +9,7 @@ use super::bitset::bit;
 use super::control::{Control, Reporter, StopFlag};
 use super::error::LatticeError;
 use super::geometry::Grid;
-use super::obstacles::blocked_bits;
+use super::obstacles::fill_blocked;
 use super::parallel::{split, team, threads_for};
 use super::spec::{Boundary, LatticeSpec};
 
@@ -79,10 +79,8 @@ pub fn statistics(spec: &LatticeSpec, ctl: &Control<'_>) -> Result<StatisticsRes
             let first_word = t * per;
             let len = part.len();
             for (c, chunk) in part.chunks_mut(1 << 10).enumerate() {
-                for (j, w) in chunk.iter_mut().enumerate() {
-                    let word = first_word + (c << 10) + j;
-                    *w = blocked_bits(seed, thr, word as u64 * 64, vertices, 64);
-                }
+                let word = first_word + (c << 10);
+                fill_blocked(seed, thr, word as u64 * 64, vertices, chunk);
                 if t == 0 {
                     rep.phase(0, 20, ((c + 1) << 10) as u64, len as u64);
                 }

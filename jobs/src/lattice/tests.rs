@@ -142,6 +142,8 @@ fn paths_match_reference_bfs() {
     let mut rng = Rng(1);
     let mut reachable = 0;
     let mut unreachable = 0;
+    // Paths with obstacles answered by [BFS, monotone sweep].
+    let mut methods = [0; 2];
     for case in 0..700 {
         let d = 1 + (case % 7) as u32;
         let max_n = [300u64, 45, 14, 8, 5, 4, 3][d as usize - 1];
@@ -168,8 +170,18 @@ fn paths_match_reference_bfs() {
         if density == 0.0 {
             assert_eq!(r.method, PathMethod::ClosedForm, "{ctx}");
             assert_eq!(r.visited, 0);
-        } else {
-            assert_eq!(r.method, PathMethod::BidirectionalBfs, "{ctx}");
+        } else if s != e {
+            methods[usize::from(r.method == PathMethod::MonotoneSweep)] += 1;
+            // The BFS alone (no sweep) finds the same distance.
+            let ctl = Control::none().with_sweep(false);
+            let bfs = shortest_path(&spec, &start, &end, usize::MAX, &ctl).unwrap();
+            assert_eq!(bfs.method, PathMethod::BidirectionalBfs, "{ctx}");
+            assert_eq!(bfs.distance, r.distance, "{ctx}");
+            if r.method == PathMethod::MonotoneSweep {
+                // Only when the obstacle-free distance is attained.
+                let manhattan: u64 = start.iter().zip(&end).map(|(a, b)| a.abs_diff(*b)).sum();
+                assert_eq!(r.distance, Some(manhattan), "{ctx}");
+            }
         }
         if want == u32::MAX {
             unreachable += 1;
@@ -193,6 +205,7 @@ fn paths_match_reference_bfs() {
         reachable > 300 && unreachable > 10,
         "{reachable} {unreachable}"
     );
+    assert!(methods[0] > 50 && methods[1] > 50, "{methods:?}");
 }
 
 #[test]
