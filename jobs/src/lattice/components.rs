@@ -1,18 +1,22 @@
 //! Connected components of the unblocked vertices.
 //!
 //! The lattice is cut into slabs along the last axis, one per thread. Each
-//! thread flood-fills (BFS, queue bounded by a level) its slab using a
-//! private visited bitset of 1 bit per vertex (blocked vertices pre-marked),
-//! so threads share nothing while filling. A component that touches the
-//! first or last hyperplane of its slab gets a boundary id, written into two
-//! `u32` arrays of one hyperplane each; the leader then unions ids across
-//! neighbouring slabs (and across the wrap when periodic) with a union-find
-//! over boundary components only. Components not touching a slab boundary
-//! are final as soon as they are filled.
+//! thread flood-fills its slab over *runs*: its open vertices are kept as
+//! rows along axis 0 (each row padded to whole 64-bit words; a bit is
+//! cleared once reached), and a queue entry is one word with the bits just
+//! reached. Along axis 0 a reached bit takes the rest of its run of open
+//! bits with one addition (and one on the reversed word for the other
+//! direction); along any other axis its neighbours are the same bits of
+//! another row, one AND. So 64 vertices cost a few word operations per axis,
+//! not `2d` probes each, and threads share nothing while filling.
 //!
-//! Each slab has at least two hyperplanes. Only the boundary arrays that
-//! are joined are kept (`4 * V / n` bytes per slab boundary; for `d = 6,
-//! n = 10` and two slabs that is 0.8 MB, against 125 KB of bitsets).
+//! A component that touches the first or last hyperplane of its slab gets a
+//! boundary id, written into `u32` arrays of one hyperplane; the leader then
+//! unions ids across neighbouring slabs (and across the wrap when periodic)
+//! with a union-find over boundary components only. Components not touching
+//! a slab boundary are final as soon as they are filled. Each slab has at
+//! least two hyperplanes; only the boundary arrays that are joined are kept
+//! (`4 V / n` bytes per joined boundary; 0.8 MB for `d = 6, n = 10`).
 //!
 //! Without obstacles the lattice is connected: answered without a search.
 
@@ -23,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::control::{Control, Reporter, StopFlag};
 use super::error::LatticeError;
-use super::geometry::{Grid, Stepper, WithStepper};
+use super::geometry::{FastDiv, Grid};
 use super::obstacles::fill_blocked;
 use super::parallel::{split, team, threads_for};
 use super::spec::LatticeSpec;
@@ -89,10 +93,15 @@ pub(crate) fn connected_components_in(
         });
     }
     let grid = Grid::new(spec);
-    // Each slab gets at least MIN_SLAB_PLANES hyperplanes.
-    let threads = threads
-        .max(1)
-        .min((spec.size() / MIN_SLAB_PLANES).max(1) as usize);
+    // Each slab gets at least MIN_SLAB_PLANES hyperplanes of the last axis
+    // (d == 1: a single slab, the line is one row).
+    let threads = if spec.dimensions() == 1 {
+        1
+    } else {
+        threads
+            .max(1)
+            .min((spec.size() / MIN_SLAB_PLANES).max(1) as usize)
+    };
     let stop = StopFlag::default();
     let done = AtomicU64::new(0);
     let job = SlabJob {
@@ -139,12 +148,10 @@ impl SlabJob<'_> {
 
     fn fill(&self, t: usize) -> Slab {
         let grid = self.grid;
-        let (p_lo, p_hi) = split(grid.n, self.slabs, t);
+        let (n, d) = (grid.n, grid.d);
+        let (p_lo, p_hi) = split(n, self.slabs, t);
         let plane = grid.plane();
-        let base = p_lo * plane;
-        let len = (p_hi - p_lo) * plane;
         let multi = self.slabs > 1;
-        let last_wrap = !multi && grid.wrap;
         // The boundary planes joined with a neighbouring slab.
         let has_first = multi && (t > 0 || grid.wrap);
         let has_last = multi && (t + 1 < self.slabs || grid.wrap);
@@ -163,147 +170,240 @@ impl SlabJob<'_> {
             },
             blocked: 0,
         };
-        // One padding bit past the slab (always set): the target of moves
-        // that leave the slab.
-        let words = (len + 1).div_ceil(64) as usize;
-        let mut vis = vec![0u64; words];
+        // Rows along axis 0, `n^(d-2)` per hyperplane of the last axis; one
+        // row when d == 1 (then there is a single slab).
+        let plane_rows = if d >= 2 { plane / n } else { 1 };
+        let (row0, rows) = if d >= 2 {
+            (p_lo * plane_rows, (p_hi - p_lo) * plane_rows)
+        } else {
+            (0, 1)
+        };
+        let w = n.div_ceil(64) as usize;
+        let mut open = vec![0u64; rows as usize * w];
         let (seed, thr) = (self.spec.seed(), self.spec.obstacle_threshold());
-        for (i, chunk) in vis.chunks_mut(1 << 10).enumerate() {
-            let first = base + ((i << 10) as u64) * 64;
-            let blocked = fill_blocked(seed, thr, first, base + len, chunk);
+        let mut pending = 0u64;
+        for (r, row) in open.chunks_mut(w).enumerate() {
+            let first = (row0 + r as u64) * n;
+            let blocked = fill_blocked(seed, thr, first, first + n, row);
+            for x in row.iter_mut() {
+                *x = !*x;
+            }
             slab.blocked += blocked;
-            if self.tick(blocked) {
-                return slab;
+            pending += blocked;
+            if pending >= CHECK_EVERY {
+                if self.tick(pending) {
+                    return slab;
+                }
+                pending = 0;
             }
         }
-        let fill = FillSlab {
+        if self.tick(pending) {
+            return slab;
+        }
+        let mut fill = RunFill {
             job: self,
+            div: FastDiv::new(n),
             slab: &mut slab,
-            vis: &mut vis,
+            open,
+            queue: Vec::new(),
+            n,
+            d,
+            w,
+            row0,
+            rows,
+            plane_rows,
             p_lo,
             p_hi,
-            base,
-            len,
-            plane,
             multi,
             has_first,
             has_last,
-            last_wrap,
+            size: 0,
+            id: NONE,
+            pending: 0,
         };
-        grid.with_stepper(fill);
+        fill.run();
         slab
     }
 }
 
-/// The flood fill of one slab, with the lattice dimension as a constant.
-struct FillSlab<'a, 'j> {
+/// Runs of open bits of `open` (one word) that contain a bit of `seeds`.
+#[inline(always)]
+fn runs_with(open: u64, seeds: u64) -> u64 {
+    let s = seeds & open;
+    if s == 0 {
+        return 0;
+    }
+    // Seeds spread up to the end of their run with one addition ...
+    let up = (open.wrapping_add(s) ^ open | s) & open;
+    // ... and down to its start the same way on the reversed word.
+    let (o, s) = (open.reverse_bits(), s.reverse_bits());
+    let down = ((o.wrapping_add(s) ^ o | s) & o).reverse_bits();
+    up | down
+}
+
+/// The flood fill of one slab over runs: the slab's open vertices as rows
+/// along axis 0 (each row padded to whole words), cleared as they are
+/// reached. A queue entry is one word of one row with the bits just
+/// reached; its neighbours along axis 0 are the rest of their runs (one
+/// addition), along any other axis the same bits of another row (an AND),
+/// so a word of up to 64 vertices costs a few word operations per axis
+/// instead of `2d` probes per vertex.
+struct RunFill<'a, 'j> {
     job: &'a SlabJob<'j>,
+    div: FastDiv,
     slab: &'a mut Slab,
-    vis: &'a mut [u64],
+    /// Open and not yet reached, `w` words per row.
+    open: Vec<u64>,
+    /// (row * w + word, bits reached).
+    queue: Vec<(u64, u64)>,
+    n: u64,
+    d: usize,
+    w: usize,
+    /// First row of the slab (in the lattice's row numbering) and count.
+    row0: u64,
+    rows: u64,
+    plane_rows: u64,
     p_lo: u64,
     p_hi: u64,
-    base: u64,
-    len: u64,
-    plane: u64,
     multi: bool,
     has_first: bool,
     has_last: bool,
-    last_wrap: bool,
+    /// The component being filled: vertices so far, boundary id.
+    size: u64,
+    id: u32,
+    pending: u64,
 }
 
-impl WithStepper for FillSlab<'_, '_> {
-    type Output = ();
-
-    fn run<const D: usize>(self, st: Stepper<D>) {
-        let FillSlab {
-            job,
-            slab,
-            vis,
-            p_lo,
-            p_hi,
-            base,
-            len,
-            plane,
-            multi,
-            has_first,
-            has_last,
-            last_wrap,
-        } = self;
-        // FIFO in a Vec: `queue[head..tail]`, compacted when the consumed
-        // prefix is over half of it; pushes are branch-free (written, then
-        // kept only if the vertex was new).
-        let mut queue: Vec<u64> = Vec::new();
-        let mut pending = 0u64;
-        for wi in 0..vis.len() {
-            loop {
-                let free = !vis[wi];
-                if free == 0 {
-                    break;
-                }
-                let b = free.trailing_zeros();
-                vis[wi] |= 1 << b;
-                queue.clear();
-                queue.push(base + (wi as u64) * 64 + u64::from(b));
-                let (mut head, mut tail) = (0usize, 1usize);
-                let mut size = 0u64;
-                let mut id = NONE;
-                while head < tail {
-                    let v = queue[head];
+impl RunFill<'_, '_> {
+    fn run(&mut self) {
+        for j in 0..self.open.len() {
+            while self.open[j] != 0 {
+                let lowest = self.open[j] & self.open[j].wrapping_neg();
+                self.size = 0;
+                self.id = NONE;
+                self.queue.clear();
+                self.claim(j as u64, lowest);
+                let mut head = 0;
+                while head < self.queue.len() {
+                    let (at, bits) = self.queue[head];
                     head += 1;
-                    size += 1;
-                    if multi {
-                        let rel = v - base;
-                        let in_first = has_first && rel < plane;
-                        let in_last = has_last && rel >= len - plane;
-                        if in_first || in_last {
-                            if id == NONE {
-                                id = slab.boundary.len() as u32;
-                                slab.boundary.push(0);
-                            }
-                            if in_first {
-                                slab.first[rel as usize] = id;
-                            }
-                            if in_last {
-                                slab.last[(rel - (len - plane)) as usize] = id;
-                            }
-                        }
+                    self.expand(at, bits);
+                    if head > 4096 && head * 2 > self.queue.len() {
+                        self.queue.drain(..head);
+                        head = 0;
                     }
-                    if queue.len() < tail + 2 * D {
-                        if head > tail / 2 {
-                            queue.copy_within(head..tail, 0);
-                            tail -= head;
-                            head = 0;
-                        }
-                        if queue.len() < tail + 2 * D {
-                            let grow = (tail + 2 * D).max(queue.len() * 2);
-                            queue.resize(grow, 0);
-                        }
-                    }
-                    let data = queue.as_mut_slice();
-                    st.neighbours_all(v, p_lo, p_hi, last_wrap, base + len, |w| {
-                        let r = w - base;
-                        let (i, m) = ((r >> 6) as usize, 1u64 << (r & 63));
-                        let cur = vis[i];
-                        vis[i] = cur | m;
-                        data[tail] = w;
-                        tail += usize::from(cur & m == 0);
-                    });
-                    pending += 1;
-                    if pending >= CHECK_EVERY {
-                        if job.tick(pending) {
+                    if self.pending >= CHECK_EVERY {
+                        if self.job.tick(self.pending) {
                             return;
                         }
-                        pending = 0;
+                        self.pending = 0;
                     }
                 }
-                if id == NONE {
-                    *slab.hist.entry(size).or_insert(0) += 1;
+                if self.id == NONE {
+                    *self.slab.hist.entry(self.size).or_insert(0) += 1;
                 } else {
-                    slab.boundary[id as usize] = size;
+                    self.slab.boundary[self.id as usize] = self.size;
                 }
             }
         }
-        job.tick(pending);
+        self.job.tick(self.pending);
+    }
+
+    /// Reaches the runs of word `at` that contain a bit of `seeds`.
+    #[inline]
+    fn claim(&mut self, at: u64, seeds: u64) {
+        let word = &mut self.open[at as usize];
+        let got = runs_with(*word, seeds);
+        if got == 0 {
+            return;
+        }
+        *word &= !got;
+        let count = u64::from(got.count_ones());
+        self.size += count;
+        self.pending += count;
+        if self.multi {
+            self.mark_boundary(at, got);
+        }
+        self.queue.push((at, got));
+    }
+
+    /// Records the boundary id of vertices in the slab's joined planes.
+    fn mark_boundary(&mut self, at: u64, got: u64) {
+        let r = at / self.w as u64;
+        let in_first = self.has_first && r < self.plane_rows;
+        let in_last = self.has_last && r >= self.rows - self.plane_rows;
+        if !in_first && !in_last {
+            return;
+        }
+        if self.id == NONE {
+            self.id = self.slab.boundary.len() as u32;
+            self.slab.boundary.push(0);
+        }
+        let base = (r % self.plane_rows) * self.n + (at % self.w as u64) * 64;
+        let mut bits = got;
+        while bits != 0 {
+            let pos = (base + u64::from(bits.trailing_zeros())) as usize;
+            bits &= bits - 1;
+            if in_first {
+                self.slab.first[pos] = self.id;
+            }
+            if in_last {
+                self.slab.last[pos] = self.id;
+            }
+        }
+    }
+
+    fn expand(&mut self, at: u64, bits: u64) {
+        let (n, w) = (self.n, self.w as u64);
+        let (r, i) = (at / w, at % w);
+        // Axis 0: runs continue into the next and previous word of the row,
+        // and around the row when periodic.
+        if bits >> 63 == 1 && i + 1 < w {
+            self.claim(at + 1, 1);
+        }
+        if bits & 1 == 1 && i > 0 {
+            self.claim(at - 1, 1 << 63);
+        }
+        let wrap = self.job.grid.wrap;
+        if wrap {
+            let (last_word, last_bit) = ((n - 1) / 64, (n - 1) % 64);
+            if i == 0 && bits & 1 == 1 {
+                self.claim(r * w + last_word, 1 << last_bit);
+            }
+            if i == last_word && (bits >> last_bit) & 1 == 1 {
+                self.claim(r * w, 1);
+            }
+        }
+        // Other axes: the same bits of the neighbouring rows.
+        let mut q = self.row0 + r;
+        let mut stride = 1u64;
+        for k in 1..self.d {
+            let last = k + 1 == self.d;
+            let c = if last {
+                q
+            } else {
+                let nq = self.div.div(q);
+                let c = q - nq * n;
+                q = nq;
+                c
+            };
+            let (lo, hi, wraps) = if last {
+                (self.p_lo, self.p_hi, wrap && !self.multi)
+            } else {
+                (0, n, wrap)
+            };
+            if c > lo {
+                self.claim(at - stride * w, bits);
+            } else if wraps {
+                self.claim(at + (n - 1) * stride * w, bits);
+            }
+            if c + 1 < hi {
+                self.claim(at + stride * w, bits);
+            } else if wraps {
+                self.claim(at - (n - 1) * stride * w, bits);
+            }
+            stride *= n;
+        }
     }
 }
 
