@@ -61,8 +61,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::bitset::AtomicBits;
 use super::control::Reporter;
 use super::error::LatticeError;
-use super::geometry::{Grid, Stepper, WithStepper};
-use super::obstacles::{blocked_by_rule, fill_blocked};
+use super::geometry::{Grid, Ids, Padded, Stepper, WithStepper};
+use super::obstacles::{blocked_by_rule, fill_blocked, rule_bits};
 use super::parallel::{FlagOnPanic, Signal, team, wait_busy};
 
 /// Two-direction steps with fewer frontier vertices in total run on the
@@ -180,6 +180,8 @@ pub(crate) struct Search {
     /// of [`checkpoint_every`]), for [`walk_back`].
     pub(crate) visited_sets: Vec<AtomicBits>,
     pub(crate) checkpoints: Vec<Vec<Checkpoint>>,
+    /// The numbering of `visited_sets` and `checkpoints`.
+    pub(crate) ids: Ids,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +253,7 @@ struct Queues<T> {
 
 struct Shared<'a, T> {
     s: &'a SearchSetup<'a>,
+    ids: Ids,
     threads: usize,
     visited: Vec<AtomicBits>,
     /// Keep checkpoints (two-source searches).
@@ -273,14 +276,15 @@ struct Shared<'a, T> {
 }
 
 pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
-    if s.grid.vertices <= 1 << 32 {
-        run_with::<u32>(s)
+    let ids = Ids::for_grid(s.grid);
+    if ids.count(s.grid) < 1 << 32 {
+        run_with::<u32>(s, ids)
     } else {
-        run_with::<u64>(s)
+        run_with::<u64>(s, ids)
     }
 }
 
-fn run_with<T: Vid>(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
+fn run_with<T: Vid>(s: &SearchSetup<'_>, ids: Ids) -> Result<Search, LatticeError> {
     let threads = s.threads.max(1);
     let sides = s.sources.len();
     debug_assert!(sides == 1 || (sides == 2 && s.sources[0] != s.sources[1]));
@@ -290,12 +294,12 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
         .map(|&src| {
             Mutex::new(Queues {
                 cur: Frontier {
-                    data: vec![T::from_index(src)],
+                    data: vec![T::from_index(ids.id(src))],
                     len: 1,
                 },
                 prev: Frontier::default(),
                 checkpoints: if sides == 2 {
-                    vec![Checkpoint::new(&[T::from_index(src)])]
+                    vec![Checkpoint::new(&[T::from_index(ids.id(src))])]
                 } else {
                     Vec::new()
                 },
@@ -305,11 +309,12 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
         .collect();
     let sh = Shared {
         s,
+        ids,
         threads,
         visited: (0..sides)
-            // One bit past the last vertex is always set (padding): the
+            // One bit past the last id is always set (padding): the
             // target of moves that leave the lattice.
-            .map(|_| AtomicBits::new(s.grid.vertices + 1))
+            .map(|_| AtomicBits::new(ids.count(s.grid) + 1))
             .collect(),
         checkpoints: sides == 2,
         queues,
@@ -335,6 +340,20 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
     let (outcome, visited) = results
         .swap_remove(0)
         .unwrap_or(Err(LatticeError::Cancelled))?;
+    let outcome = match outcome {
+        Outcome::Met { vertex, dist } => Outcome::Met {
+            vertex: ids.vertex(vertex),
+            dist,
+        },
+        Outcome::Exhausted {
+            eccentricity,
+            farthest,
+        } => Outcome::Exhausted {
+            eccentricity,
+            farthest: ids.vertex(farthest),
+        },
+        Outcome::Unreachable => Outcome::Unreachable,
+    };
     let checkpoints = sh
         .queues
         .into_iter()
@@ -349,6 +368,7 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
         visited,
         visited_sets: sh.visited,
         checkpoints,
+        ids,
     })
 }
 
@@ -374,7 +394,10 @@ fn init_chunks<T: Vid>(sh: &Shared<'_, T>, leader: bool) {
         let lo = c * INIT_CHUNK_WORDS;
         let hi = ((c + 1) * INIT_CHUNK_WORDS).min(words);
         let buf = &mut buf[..hi - lo];
-        let blocked = fill_blocked(s.seed, s.threshold, lo as u64 * 64, vertices, buf);
+        let blocked = match &sh.ids {
+            Ids::Plain => fill_blocked(s.seed, s.threshold, lo as u64 * 64, vertices, buf),
+            Ids::Padded(p) => fill_padded(p, s.seed, s.threshold, lo as u64 * 64, buf),
+        };
         for v in &sh.visited {
             for (i, &bits) in buf.iter().enumerate() {
                 v.store_word(lo + i, bits);
@@ -428,14 +451,14 @@ fn start<T: Vid>(sh: &Shared<'_, T>) -> Result<(), LatticeError> {
     let s = sh.s;
     for &src in s.sources {
         for v in &sh.visited {
-            v.set_to(src, false);
+            v.set_to(sh.ids.id(src), false);
         }
         if blocked_by_rule(s.seed, s.threshold, src) {
             sh.blocked.fetch_sub(1, Relaxed);
         }
     }
     for (side, &src) in s.sources.iter().enumerate() {
-        sh.visited[side].set_to(src, true);
+        sh.visited[side].set_to(sh.ids.id(src), true);
     }
     Ok(())
 }
@@ -501,7 +524,7 @@ fn drive<T: Vid>(sh: &Shared<'_, T>) -> Result<(Outcome, u64), LatticeError> {
             let new = expand(sh, 0);
             if new == 0 {
                 let q = lock(&sh.queues[0]);
-                let farthest = q.prev.indices().min().unwrap_or(s.sources[0]);
+                let farthest = q.prev.indices().min().unwrap_or(sh.ids.id(s.sources[0]));
                 return Ok((
                     Outcome::Exhausted {
                         eccentricity: level[0],
@@ -588,12 +611,20 @@ fn expand<T: Vid>(sh: &Shared<'_, T>, side: usize) -> usize {
     let q = &mut *guard;
     std::mem::swap(&mut q.cur, &mut q.prev);
     let (frontier, next) = (&q.prev, &mut q.cur);
-    next.len = sh.s.grid.with_stepper(ExpandLevel {
-        outside: sh.s.grid.vertices,
-        frontier: frontier.as_slice(),
-        next: &mut next.data,
-        visited: &sh.visited[side],
-    });
+    next.len = match &sh.ids {
+        Ids::Plain => sh.s.grid.with_stepper(ExpandLevel {
+            outside: sh.s.grid.vertices,
+            frontier: frontier.as_slice(),
+            next: &mut next.data,
+            visited: &sh.visited[side],
+        }),
+        Ids::Padded(p) => sh.s.grid.with_stepper(ExpandPadded {
+            strides: &p.strides,
+            frontier: frontier.as_slice(),
+            next: &mut next.data,
+            visited: &sh.visited[side],
+        }),
+    };
     q.level += 1;
     if sh.checkpoints && q.level.is_multiple_of(checkpoint_every(sh.s.grid.d)) {
         q.checkpoints.push(Checkpoint::new(q.cur.as_slice()));
@@ -636,6 +667,90 @@ impl<T: Vid> WithStepper for ExpandLevel<'_, T> {
     }
 }
 
+/// [`ExpandLevel`] in the padded numbering: every move is `± side^k`.
+struct ExpandPadded<'a, T> {
+    strides: &'a [u64],
+    frontier: &'a [T],
+    next: &'a mut Vec<T>,
+    visited: &'a AtomicBits,
+}
+
+impl<T: Vid> WithStepper for ExpandPadded<'_, T> {
+    type Output = usize;
+
+    fn run<const D: usize>(self, _: Stepper<D>) -> usize {
+        let degree = 2 * D;
+        let mut strides = [0u64; D];
+        strides.copy_from_slice(&self.strides[..D]);
+        let visited = self.visited;
+        let next = self.next;
+        let mut len = 0usize;
+        let mut data: &mut [T] = next.as_mut_slice();
+        for &v in self.frontier {
+            if data.len() < len + degree {
+                let grow = (len + degree).max(data.len() * 2);
+                next.resize(grow, T::default());
+                data = next.as_mut_slice();
+            }
+            let v = v.index();
+            for s in strides {
+                let (a, b) = (v - s, v + s);
+                data[len] = T::from_index(a);
+                len += visited.claim(a) as usize;
+                data[len] = T::from_index(b);
+                len += visited.claim(b) as usize;
+            }
+        }
+        len
+    }
+}
+
+/// Visited words `first / 64 ..` of the padded numbering: padding set,
+/// real vertices by the obstacle rule. Returns the real blocked count.
+pub(crate) fn fill_padded(
+    p: &Padded,
+    seed: u64,
+    threshold: u64,
+    first: u64,
+    out: &mut [u64],
+) -> u64 {
+    let side = p.side();
+    let mut blocked = 0u64;
+    for (i, word) in out.iter_mut().enumerate() {
+        let lo = first + 64 * i as u64;
+        let mut w = !0u64;
+        let mut pos = lo;
+        while pos < lo + 64 {
+            let row = p.row_of(pos);
+            let row_first = row * side;
+            let seg_end = (row_first + side).min(lo + 64);
+            if let Some(start) = p.row_start(row) {
+                // Real columns 1..=n of the row, within [pos, seg_end).
+                let a = (pos - row_first).max(1);
+                let b = (seg_end - row_first).min(p.n() + 1);
+                if a < b && threshold != 0 {
+                    let count = (b - a) as u32;
+                    let mask = if count == 64 { !0 } else { (1u64 << count) - 1 };
+                    let bits = rule_bits(seed, threshold, start + a - 1, count) & mask;
+                    blocked += u64::from(bits.count_ones());
+                    let at = row_first + a - lo;
+                    w = (w & !(mask << at)) | (bits << at);
+                } else if a < b {
+                    let mask = if b - a == 64 {
+                        !0
+                    } else {
+                        (1u64 << (b - a)) - 1
+                    };
+                    w &= !(mask << (row_first + a - lo));
+                }
+            }
+            pos = seg_end;
+        }
+        *word = w;
+    }
+    blocked
+}
+
 /// Walks from `from` (at distance `dist` of the source of `visited` and
 /// `checkpoints`) back to the source, returning `[from, ..., source]`. Each
 /// leg goes down to the previous multiple `T` of `k = checkpoint_every(d)`
@@ -644,6 +759,7 @@ impl<T: Vid> WithStepper for ExpandLevel<'_, T> {
 /// walk is a piece of a shortest path).
 pub(crate) fn walk_back(
     grid: &Grid,
+    ids: &Ids,
     visited: &AtomicBits,
     checkpoints: &[Checkpoint],
     from: u64,
@@ -662,7 +778,7 @@ pub(crate) fn walk_back(
         };
         let target = &checkpoints[((lvl - step) / every) as usize];
         let cur = *out.last().unwrap_or(&from);
-        match find_walk(grid, visited, target, &open, cur, step) {
+        match find_walk(grid, ids, visited, target, &open, cur, step) {
             Some(walk) => out.extend_from_slice(&walk),
             None => {
                 if cfg!(debug_assertions) {
@@ -682,6 +798,7 @@ pub(crate) fn walk_back(
 /// of a ball of radius `steps`, not the number of walks.
 fn find_walk(
     grid: &Grid,
+    ids: &Ids,
     visited: &AtomicBits,
     target: &Checkpoint,
     open: &impl Fn(u64) -> bool,
@@ -697,7 +814,7 @@ fn find_walk(
         let mut layer = Vec::with_capacity(room);
         for (parent, &(v, _)) in prev.iter().enumerate() {
             grid.neighbours(v, |w| {
-                if open(w) && visited.get(w) && seen.insert(w) {
+                if open(w) && visited.get(ids.id(w)) && seen.insert(w) {
                     layer.push((w, parent));
                 }
             });
@@ -708,9 +825,11 @@ fn find_walk(
         layers.push(layer);
     }
     let last = &layers[steps as usize];
-    let candidates: FastSet = last.iter().map(|&(w, _)| w).collect();
+    let candidates: FastSet = last.iter().map(|&(w, _)| ids.id(w)).collect();
     let members = target.members(&candidates);
-    let mut index = last.iter().position(|(w, _)| members.contains(w))?;
+    let mut index = last
+        .iter()
+        .position(|(w, _)| members.contains(&ids.id(*w)))?;
     let mut walk = Vec::with_capacity(steps as usize);
     for l in (1..=steps as usize).rev() {
         let (v, parent) = layers[l][index];

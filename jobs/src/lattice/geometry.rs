@@ -113,6 +113,162 @@ impl<const D: usize> Stepper<D> {
     }
 }
 
+/// The numbering a search uses for its bitsets and queues: the vertex index
+/// itself, or (open boundaries) the index in the lattice padded with one
+/// layer of always-set vertices on every side (side `n + 2`), where every
+/// move is `± N^k` with no coordinate, division or boundary test at all.
+// Built once per search and passed by reference: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ids {
+    Plain,
+    Padded(Padded),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Padded {
+    d: usize,
+    n: u64,
+    /// `n + 2`, and dividing by it.
+    side: u64,
+    div_side: FastDiv,
+    div_n: FastDiv,
+    /// Strides of the padded lattice (`side^k`) and of the lattice.
+    pub(crate) strides: [u64; MAX_DIMENSIONS as usize],
+    real: [u64; MAX_DIMENSIONS as usize],
+    /// `side^d`: ids below it (the rest is padding).
+    pub(crate) ids: u64,
+}
+
+impl Ids {
+    /// Padded when the boundary is open and the padded lattice has at most
+    /// twice the vertices (so at most twice the bitset memory).
+    pub(crate) fn for_grid(grid: &Grid) -> Self {
+        if grid.wrap {
+            return Ids::Plain;
+        }
+        let side = grid.n + 2;
+        let ids = (0..grid.d).try_fold(1u64, |acc, _| acc.checked_mul(side));
+        match ids {
+            Some(ids) if ids <= grid.vertices.saturating_mul(2) && ids < 1 << 40 => {
+                let mut strides = [0u64; MAX_DIMENSIONS as usize];
+                let mut st = 1u64;
+                for x in strides.iter_mut().take(grid.d) {
+                    *x = st;
+                    st *= side;
+                }
+                Ids::Padded(Padded {
+                    d: grid.d,
+                    n: grid.n,
+                    side,
+                    div_side: FastDiv::new(side),
+                    div_n: grid.div,
+                    strides,
+                    real: grid.strides,
+                    ids,
+                })
+            }
+            _ => Ids::Plain,
+        }
+    }
+
+    /// Bits a search's bitsets need.
+    pub(crate) fn count(&self, grid: &Grid) -> u64 {
+        match self {
+            Ids::Plain => grid.vertices,
+            Ids::Padded(p) => p.ids,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn id(&self, v: u64) -> u64 {
+        match self {
+            Ids::Plain => v,
+            Ids::Padded(p) => {
+                let mut q = v;
+                let mut id = 0;
+                for k in 0..p.d {
+                    let c = if k + 1 == p.d {
+                        q
+                    } else {
+                        let nq = p.div_n.div(q);
+                        let c = q - nq * p.n;
+                        q = nq;
+                        c
+                    };
+                    id += (c + 1) * p.strides[k];
+                }
+                id
+            }
+        }
+    }
+
+    /// The vertex of an id of a real vertex (monotone: `id` preserves order).
+    #[inline]
+    pub(crate) fn vertex(&self, id: u64) -> u64 {
+        match self {
+            Ids::Plain => id,
+            Ids::Padded(p) => {
+                let mut q = id;
+                let mut v = 0;
+                for k in 0..p.d {
+                    let c = if k + 1 == p.d {
+                        q
+                    } else {
+                        let nq = p.div_side.div(q);
+                        let c = q - nq * p.side;
+                        q = nq;
+                        c
+                    };
+                    v += (c - 1) * p.real[k];
+                }
+                v
+            }
+        }
+    }
+}
+
+impl Padded {
+    /// The vertex index of the first real vertex of padded row `row` (rows
+    /// along axis 0, numbered by the other padded coordinates), or `None`
+    /// if the row is padding.
+    pub(crate) fn row_start(&self, row: u64) -> Option<u64> {
+        let mut q = row;
+        let mut v = 0;
+        for k in 1..self.d {
+            let c = if k + 1 == self.d {
+                q
+            } else {
+                let nq = self.div_side.div(q);
+                let c = q - nq * self.side;
+                q = nq;
+                c
+            };
+            if c == 0 || c > self.n {
+                return None;
+            }
+            v += (c - 1) * self.real[k];
+        }
+        if self.d == 1 && row > 0 {
+            return None;
+        }
+        Some(v)
+    }
+
+    pub(crate) fn side(&self) -> u64 {
+        self.side
+    }
+
+    pub(crate) fn n(&self) -> u64 {
+        self.n
+    }
+
+    /// `x / side`.
+    pub(crate) fn row_of(&self, x: u64) -> u64 {
+        self.div_side.div(x)
+    }
+}
+
 /// Something to run with a [`Stepper`] of the lattice's dimension.
 pub(crate) trait WithStepper {
     type Output;

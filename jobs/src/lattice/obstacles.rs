@@ -115,7 +115,7 @@ fn rule_words(seed: u64, threshold: u64, first: u64, out: &mut [u64]) {
 
 /// The rule for vertices `first .. first + count` (`count <= 64`) as the
 /// low bits of a word; the bits above `count` are unspecified.
-fn rule_bits(seed: u64, threshold: u64, first: u64, count: u32) -> u64 {
+pub(crate) fn rule_bits(seed: u64, threshold: u64, first: u64, count: u32) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512dq")

@@ -122,6 +122,7 @@ pub fn shortest_path(
                 let walk = |side: usize| {
                     walk_back(
                         &grid,
+                        &search.ids,
                         &search.visited_sets[side],
                         &search.checkpoints[side],
                         vertex,

@@ -531,3 +531,62 @@ fn results_serialize() {
         serde_json::from_str(r#"{"dimensions":3,"size":4,"boundary":"periodic"}"#).unwrap();
     assert_eq!(p.validate().unwrap().boundary(), Boundary::Periodic);
 }
+
+#[test]
+fn padded_numbering_matches_the_lattice() {
+    use super::bfs::fill_padded;
+    use super::geometry::{Grid, Ids};
+    let mut checked = 0;
+    for (d, n) in [
+        (1u32, 70u64),
+        (2, 5),
+        (2, 63),
+        (2, 130),
+        (3, 9),
+        (4, 20),
+        (5, 30),
+    ] {
+        let spec = LatticeSpec::new(d, n, 0.3, 11, Boundary::Open).unwrap();
+        let grid = Grid::new(&spec);
+        let Ids::Padded(p) = Ids::for_grid(&grid) else {
+            continue;
+        };
+        let ids = Ids::Padded(p);
+        checked += 1;
+        // Every vertex maps to an id and back, in the same order; its moves
+        // are +- side^k, and a move off the lattice lands on padding.
+        let mut words = vec![0u64; (p.ids + 1).div_ceil(64) as usize];
+        let blocked = fill_padded(&p, spec.seed(), spec.obstacle_threshold(), 0, &mut words);
+        let bit = |id: u64| (words[(id >> 6) as usize] >> (id & 63)) & 1 == 1;
+        let mut real = 0;
+        let mut prev = None;
+        for v in (0..spec.vertices()).step_by(1 + spec.vertices() as usize / 5000) {
+            let id = ids.id(v);
+            assert_eq!(ids.vertex(id), v, "d={d} n={n}");
+            assert!(prev.is_none_or(|p| p < id));
+            prev = Some(id);
+            assert_eq!(bit(id), spec.is_blocked(v), "d={d} n={n} v={v}");
+            let c = spec.index_to_coords(v).unwrap();
+            for (k, &ck) in c.iter().enumerate() {
+                let (minus, plus) = (id - p.strides[k], id + p.strides[k]);
+                if ck > 0 {
+                    assert_eq!(ids.vertex(minus), v - grid.strides[k]);
+                } else {
+                    assert!(bit(minus), "padding below v={v} axis {k}");
+                }
+                if ck + 1 < n {
+                    assert_eq!(ids.vertex(plus), v + grid.strides[k]);
+                } else {
+                    assert!(bit(plus), "padding above v={v} axis {k}");
+                }
+            }
+        }
+        // Exactly the blocked vertices and the padding are set.
+        for id in 0..p.ids {
+            real += u64::from(!bit(id));
+        }
+        assert_eq!(real + blocked, spec.vertices(), "d={d} n={n}");
+        assert!(bit(p.ids), "the bit past the last id is set");
+    }
+    assert!(checked >= 5, "padded numbering applied to {checked} cases");
+}
