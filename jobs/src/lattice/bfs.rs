@@ -19,6 +19,14 @@
 //!   and cost a third of the search;
 //! * two frontier queues.
 //!
+//! Numbering ([`Ids`]): on open lattices whose padded form has at most
+//! twice the vertices, the bitsets and queues number vertices in the
+//! lattice padded with one layer of always-set bits on every side (side
+//! `n + 2`), so every move is `± (n + 2)^k`: no coordinates, divisions or
+//! boundary tests per vertex. Otherwise (periodic, or tiny sides in high
+//! dimensions) the vertex index itself, with moves from index arithmetic
+//! and moves off the lattice sent to a padding bit past the end.
+//!
 //! Each array has a single writer at any time, so claiming a vertex is a
 //! plain, branch-free load/store (no atomic read-modify-write).
 //!
