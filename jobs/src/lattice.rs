@@ -18,6 +18,7 @@
 
 mod bfs;
 mod bitset;
+mod bricks;
 mod components;
 mod control;
 mod error;

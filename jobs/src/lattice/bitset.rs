@@ -46,17 +46,24 @@ impl AtomicBits {
         w.store(cur | (u64::from(on) << (v & 63)), Relaxed);
     }
 
-    /// Sets bit `v` and returns 1 if it was clear, else 0. Branch-free (the
-    /// word is always written back); only for the single thread that owns
-    /// this array (others may read it meanwhile).
-    #[inline(always)]
-    pub(crate) fn claim(&self, v: u64) -> u64 {
-        let w = &self.words[(v >> 6) as usize];
-        let cur = w.load(Relaxed);
-        let bit = 1u64 << (v & 63);
-        w.store(cur | bit, Relaxed);
-        u64::from(cur & bit == 0)
+    /// The words, for hot loops: a slice held in a local keeps its pointer
+    /// and length in registers (through `&self` the compiler reloads them
+    /// after every store to another array).
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        &self.words
     }
+}
+
+/// Sets bit `v` of `words` and returns 1 if it was clear, else 0.
+/// Branch-free (the word is always written back); only for the single
+/// thread that owns the array (others may read it meanwhile).
+#[inline(always)]
+pub(crate) fn claim_in(words: &[AtomicU64], v: u64) -> u64 {
+    let w = &words[(v >> 6) as usize];
+    let cur = w.load(Relaxed);
+    let bit = 1u64 << (v & 63);
+    w.store(cur | bit, Relaxed);
+    u64::from(cur & bit == 0)
 }
 
 #[cfg(test)]
@@ -67,8 +74,8 @@ mod tests {
     fn atomic_bits() {
         let b = AtomicBits::new(130);
         assert_eq!(b.word_count(), 3);
-        assert_eq!(b.claim(70), 1);
-        assert_eq!(b.claim(70), 0);
+        assert_eq!(claim_in(b.words(), 70), 1);
+        assert_eq!(claim_in(b.words(), 70), 0);
         assert!(b.get(70) && !b.get(71));
         b.set_to(70, false);
         assert!(!b.get(70));

@@ -2,6 +2,7 @@
 //! turned into a multiplication (the hot loop splits every frontier vertex
 //! into coordinates to know which of its `2d` moves stay inside).
 
+use super::bricks::Bricks;
 use super::spec::{LatticeSpec, MAX_DIMENSIONS};
 
 /// Exact `x / n` for `x < 2^63` and `2 <= n <= 2^63`, as a multiplication
@@ -123,6 +124,7 @@ impl<const D: usize> Stepper<D> {
 pub(crate) enum Ids {
     Plain,
     Padded(Padded),
+    Bricked(Bricks),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -172,11 +174,21 @@ impl Ids {
         }
     }
 
+    /// The numbering of a search from `sources` sources: bricked for
+    /// two-source searches where [`Bricks`] applies, else [`Ids::for_grid`].
+    pub(crate) fn for_search(grid: &Grid, sources: usize) -> Self {
+        match Bricks::new(grid) {
+            Some(b) if sources == 2 => Ids::Bricked(b),
+            _ => Ids::for_grid(grid),
+        }
+    }
+
     /// Bits a search's bitsets need.
     pub(crate) fn count(&self, grid: &Grid) -> u64 {
         match self {
             Ids::Plain => grid.vertices,
             Ids::Padded(p) => p.ids,
+            Ids::Bricked(b) => b.words * 64,
         }
     }
 
@@ -184,6 +196,7 @@ impl Ids {
     pub(crate) fn id(&self, v: u64) -> u64 {
         match self {
             Ids::Plain => v,
+            Ids::Bricked(b) => b.id(v),
             Ids::Padded(p) => {
                 let mut q = v;
                 let mut id = 0;
@@ -203,11 +216,13 @@ impl Ids {
         }
     }
 
-    /// The vertex of an id of a real vertex (monotone: `id` preserves order).
+    /// The vertex of an id of a real vertex (plain and padded ids preserve
+    /// the order of vertices; bricked ones do not).
     #[inline]
     pub(crate) fn vertex(&self, id: u64) -> u64 {
         match self {
             Ids::Plain => id,
+            Ids::Bricked(b) => b.vertex(id),
             Ids::Padded(p) => {
                 let mut q = id;
                 let mut v = 0;

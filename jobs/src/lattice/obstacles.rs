@@ -131,6 +131,27 @@ pub(crate) fn rule_bits(seed: u64, threshold: u64, first: u64, count: u32) -> u6
     })
 }
 
+/// Bit `i` of the result: the rule for vertex `idx[i]` (any indices).
+pub(crate) fn rule_lanes(seed: u64, threshold: u64, idx: &[u64; 64]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+    {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        #[allow(unsafe_code)]
+        unsafe {
+            return avx512::rule_lanes(seed, threshold, idx);
+        }
+    }
+    rule_lanes_scalar(seed, threshold, idx)
+}
+
+fn rule_lanes_scalar(seed: u64, threshold: u64, idx: &[u64; 64]) -> u64 {
+    idx.iter().enumerate().fold(0, |word, (b, &v)| {
+        word | u64::from(blocked_by_rule(seed, threshold, v)) << b
+    })
+}
+
 fn rule_words_scalar(seed: u64, threshold: u64, first: u64, out: &mut [u64]) {
     for (i, w) in out.iter_mut().enumerate() {
         let at = first + 64 * i as u64;
@@ -145,9 +166,36 @@ fn rule_words_scalar(seed: u64, threshold: u64, first: u64, out: &mut [u64]) {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        _mm512_add_epi64, _mm512_cmplt_epu64_mask, _mm512_mullo_epi64, _mm512_set_epi64,
+        __m512i, _mm512_add_epi64, _mm512_cmplt_epu64_mask, _mm512_mullo_epi64, _mm512_set_epi64,
         _mm512_set1_epi64, _mm512_srli_epi64, _mm512_xor_si512,
     };
+
+    /// [`super::rule_lanes_scalar`], 8 lanes at a time.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) fn rule_lanes(seed: u64, threshold: u64, idx: &[u64; 64]) -> u64 {
+        let gamma = _mm512_set1_epi64(0x9E37_79B9_7F4A_7C15_u64 as i64);
+        let m1 = _mm512_set1_epi64(0xBF58_476D_1CE4_E5B9_u64 as i64);
+        let m2 = _mm512_set1_epi64(0x94D0_49BB_1331_11EB_u64 as i64);
+        let thr = _mm512_set1_epi64(threshold as i64);
+        let seed = _mm512_set1_epi64(seed as i64);
+        let mut word = 0u64;
+        for (j, chunk) in idx.chunks_exact(8).enumerate() {
+            let lanes: &[u64; 8] = chunk.try_into().unwrap_or(&[0; 8]);
+            let v: __m512i = load8(lanes);
+            let z = _mm512_add_epi64(_mm512_xor_si512(v, seed), gamma);
+            let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<30>(z)), m1);
+            let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<27>(z)), m2);
+            let z = _mm512_xor_si512(z, _mm512_srli_epi64::<31>(z));
+            word |= u64::from(_mm512_cmplt_epu64_mask(z, thr)) << (8 * j);
+        }
+        word
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn load8(l: &[u64; 8]) -> __m512i {
+        let l = l.map(|x| x as i64);
+        _mm512_set_epi64(l[7], l[6], l[5], l[4], l[3], l[2], l[1], l[0])
+    }
 
     /// The rule for `8 * groups` vertices from `first` (`groups <= 8`).
     #[target_feature(enable = "avx512f,avx512dq")]
@@ -279,6 +327,17 @@ mod tests {
         let mut zero = vec![1u64; 4];
         assert_eq!(fill_blocked(42, 0, 0, 200, &mut zero), 0);
         assert_eq!(zero, vec![0, 0, 0, !0u64 << 8]);
+    }
+
+    #[test]
+    fn lanes_rule_matches_scalar() {
+        let thr = obstacle_threshold(0.25);
+        let idx: [u64; 64] = std::array::from_fn(|i| splitmix64(i as u64) >> (i % 40));
+        let want = rule_lanes_scalar(5, thr, &idx);
+        assert_eq!(rule_lanes(5, thr, &idx), want);
+        for (i, &v) in idx.iter().enumerate() {
+            assert_eq!((want >> i) & 1 == 1, blocked_by_rule(5, thr, v));
+        }
     }
 
     #[test]

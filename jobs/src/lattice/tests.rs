@@ -480,6 +480,8 @@ fn parallel_equals_single_thread_on_a_million_vertices() {
     for (d, n, density, boundary) in [
         (2u32, 1000u64, 0.2, Boundary::Open),
         (3, 101, 0.25, Boundary::Periodic),
+        // The bricked numbering (open, d >= 3).
+        (3, 101, 0.2, Boundary::Open),
     ] {
         let spec = LatticeSpec::new(d, n, density, 11, boundary).unwrap();
         assert!(spec.vertices() >= PARALLEL_MIN_VERTICES);
