@@ -9,12 +9,15 @@
 //! its bits (about five on `d = 3`): a BFS level moves all of them with a
 //! few shifts and masks per axis (inside the brick) and one
 //! read-modify-write per neighbouring brick, instead of `2d` probes per
-//! vertex. Measured against the padded numbering (`scripts/bench-lattice`'s
-//! cases, A/B in one run): about 10% faster per visited vertex on `d = 3,
-//! n = 200`, 20% on `d = 4, n = 40`, even on `d = 6, n = 10`, and 40%
-//! slower on `d = 2, n = 1000` (a front crosses an 8 x 8 brick in about four
-//! vertices, and the padded search probes only four neighbours, all near),
-//! so two-dimensional lattices keep the padded numbering.
+//! vertex. Measured against the padded numbering (20% obstacles, corner to
+//! corner, the two interleaved in one run, medians of five): per visited
+//! vertex 17% less time on `d = 3, n = 200` with two threads (25% with
+//! one), 22% (33%) on `d = 4, n = 40`, 12% on `d = 3, n = 100`; even on
+//! `d = 5, n = 16` and `d = 6, n = 10` (a front crosses a brick of side 2 in
+//! few vertices), and 40% more on `d = 2, n = 1000` (a front crosses an
+//! 8 x 8 brick in about four vertices, and the padded search probes only
+//! four near neighbours). So searches use it for `d = 3` and `d = 4` only
+//! ([`super::geometry::Ids::for_search`]).
 //!
 //! Ids: `128 * brick + bit`, with bricks numbered along axis 0 first and one
 //! spare layer of bricks (never real) below the first and above the last,
@@ -48,8 +51,6 @@ pub(crate) struct Bricks {
     first: u64,
     /// Real bricks.
     bricks: u64,
-    /// Bricks in all, spare layers included.
-    pub(crate) all: u64,
     /// Bitset words: two per brick.
     pub(crate) words: u64,
     /// Bits whose coordinate inside the brick is the lowest / highest along
@@ -61,12 +62,12 @@ pub(crate) struct Bricks {
 }
 
 impl Bricks {
-    /// The numbering for an open lattice of `d >= 3` dimensions whose bricks
+    /// The numbering for an open lattice of `d >= 2` dimensions whose bricks
     /// hold at most four times its vertex count in bits (or 64 Kbit: tiny
     /// lattices), else `None`.
     pub(crate) fn new(grid: &Grid) -> Option<Self> {
         let d = grid.d;
-        if grid.wrap || d < 3 {
+        if grid.wrap || d < 2 {
             return None;
         }
         let mut log_side = [0u32; MAXD];
@@ -116,7 +117,6 @@ impl Bricks {
             stride,
             first,
             bricks,
-            all,
             words,
             lo,
             hi,
@@ -268,7 +268,9 @@ mod tests {
     #[test]
     fn ids_round_trip_and_moves_are_brick_ops() {
         for (d, n) in [
-            (3u32, 4u64),
+            (2u32, 5u64),
+            (2, 9),
+            (3, 4),
             (3, 7),
             (3, 9),
             (4, 3),
@@ -341,11 +343,10 @@ mod tests {
     }
 
     #[test]
-    fn declines_periodic_low_dimensions_and_sparse_cases() {
+    fn declines_periodic_lines_and_sparse_cases() {
         let periodic = Grid::new(&LatticeSpec::new(3, 9, 0.0, 0, Boundary::Periodic).unwrap());
         assert!(Bricks::new(&periodic).is_none());
         assert!(Bricks::new(&grid(1, 1000)).is_none());
-        assert!(Bricks::new(&grid(2, 1000)).is_none());
         // d = 10, n = 3: bricks of 2 along six axes hold far more padding
         // than vertices.
         assert!(Bricks::new(&grid(10, 3)).is_none());
