@@ -360,17 +360,18 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>, ids: Ids) -> Result<Search, LatticeErro
         .sources
         .iter()
         .map(|&src| {
+            let cur = Frontier::<T>::single(&ids, ids.id(src));
             Mutex::new(Queues {
-                cur: Frontier::<T>::single(&ids, ids.id(src)),
-                prev: Frontier {
-                    bricked: matches!(ids, Ids::Bricked(_)),
-                    ..Frontier::default()
-                },
                 checkpoints: if sides == 2 {
-                    vec![Checkpoint::new(&Frontier::<T>::single(&ids, ids.id(src)))]
+                    vec![Checkpoint::new(&cur)]
                 } else {
                     Vec::new()
                 },
+                prev: Frontier {
+                    bricked: cur.bricked,
+                    ..Frontier::default()
+                },
+                cur,
                 level: 0,
                 touched: Vec::new(),
             })

@@ -27,7 +27,7 @@
 //! brick`, where the ids point) and, beside them in the same cache line, the
 //! bits the level being built has reached (word `2 * brick + 1`).
 
-use super::geometry::{FastDiv, Grid};
+use super::geometry::{FastDiv, Grid, for_each_coord};
 use super::obstacles::rule_lanes;
 use super::spec::MAX_DIMENSIONS;
 
@@ -132,22 +132,13 @@ impl Bricks {
 
     /// The id of vertex `v`.
     pub(crate) fn id(&self, v: u64) -> u64 {
-        let mut q = v;
         let (mut brick, mut bit) = (self.first, 0u64);
-        for k in 0..self.d {
-            let c = if k + 1 == self.d {
-                q
-            } else {
-                let nq = self.div_n.div(q);
-                let c = q - nq * self.n;
-                q = nq;
-                c
-            };
+        for_each_coord(v, self.d, self.n, &self.div_n, |k, c| {
             let p = c + 1;
             let e = self.log_side[k];
             brick += (p >> e) * self.stride[k];
             bit += (p & ((1 << e) - 1)) << self.shift[k];
-        }
+        });
         brick * 128 + bit
     }
 

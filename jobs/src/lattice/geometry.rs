@@ -35,6 +35,30 @@ impl FastDiv {
     }
 }
 
+/// Calls `f(k, c_k)` for the `d` coordinates of `x` in base `base` (`div`
+/// divides by it), lowest axis first; the last axis takes the rest.
+#[inline(always)]
+pub(crate) fn for_each_coord(
+    x: u64,
+    d: usize,
+    base: u64,
+    div: &FastDiv,
+    mut f: impl FnMut(usize, u64),
+) {
+    let mut q = x;
+    for k in 0..d {
+        let c = if k + 1 == d {
+            q
+        } else {
+            let nq = div.div(q);
+            let c = q - nq * base;
+            q = nq;
+            c
+        };
+        f(k, c);
+    }
+}
+
 /// Neighbour enumeration with the dimension as a constant, so the per-axis
 /// loop unrolls and strides stay in registers.
 #[derive(Debug, Clone, Copy)]
@@ -199,19 +223,8 @@ impl Ids {
             Ids::Plain => v,
             Ids::Bricked(b) => b.id(v),
             Ids::Padded(p) => {
-                let mut q = v;
                 let mut id = 0;
-                for k in 0..p.d {
-                    let c = if k + 1 == p.d {
-                        q
-                    } else {
-                        let nq = p.div_n.div(q);
-                        let c = q - nq * p.n;
-                        q = nq;
-                        c
-                    };
-                    id += (c + 1) * p.strides[k];
-                }
+                for_each_coord(v, p.d, p.n, &p.div_n, |k, c| id += (c + 1) * p.strides[k]);
                 id
             }
         }
@@ -225,19 +238,10 @@ impl Ids {
             Ids::Plain => id,
             Ids::Bricked(b) => b.vertex(id),
             Ids::Padded(p) => {
-                let mut q = id;
                 let mut v = 0;
-                for k in 0..p.d {
-                    let c = if k + 1 == p.d {
-                        q
-                    } else {
-                        let nq = p.div_side.div(q);
-                        let c = q - nq * p.side;
-                        q = nq;
-                        c
-                    };
-                    v += (c - 1) * p.real[k];
-                }
+                for_each_coord(id, p.d, p.side, &p.div_side, |k, c| {
+                    v += (c - 1) * p.real[k]
+                });
                 v
             }
         }

@@ -170,52 +170,49 @@ mod avx512 {
         _mm512_set1_epi64, _mm512_srli_epi64, _mm512_xor_si512,
     };
 
-    /// [`super::rule_lanes_scalar`], 8 lanes at a time.
+    /// The rule for the 8 vertex indices in `v`, as the low 8 bits.
+    #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
-    pub(super) fn rule_lanes(seed: u64, threshold: u64, idx: &[u64; 64]) -> u64 {
+    fn blocked8(seed: u64, threshold: u64, v: __m512i) -> u64 {
         let gamma = _mm512_set1_epi64(0x9E37_79B9_7F4A_7C15_u64 as i64);
         let m1 = _mm512_set1_epi64(0xBF58_476D_1CE4_E5B9_u64 as i64);
         let m2 = _mm512_set1_epi64(0x94D0_49BB_1331_11EB_u64 as i64);
-        let thr = _mm512_set1_epi64(threshold as i64);
-        let seed = _mm512_set1_epi64(seed as i64);
-        let mut word = 0u64;
-        for (j, chunk) in idx.chunks_exact(8).enumerate() {
-            let lanes: &[u64; 8] = chunk.try_into().unwrap_or(&[0; 8]);
-            let v: __m512i = load8(lanes);
-            let z = _mm512_add_epi64(_mm512_xor_si512(v, seed), gamma);
-            let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<30>(z)), m1);
-            let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<27>(z)), m2);
-            let z = _mm512_xor_si512(z, _mm512_srli_epi64::<31>(z));
-            word |= u64::from(_mm512_cmplt_epu64_mask(z, thr)) << (8 * j);
-        }
-        word
+        let z = _mm512_add_epi64(_mm512_xor_si512(v, _mm512_set1_epi64(seed as i64)), gamma);
+        let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<30>(z)), m1);
+        let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<27>(z)), m2);
+        let z = _mm512_xor_si512(z, _mm512_srli_epi64::<31>(z));
+        u64::from(_mm512_cmplt_epu64_mask(
+            z,
+            _mm512_set1_epi64(threshold as i64),
+        ))
     }
 
+    /// Indices `first .. first + 8`.
+    #[inline]
     #[target_feature(enable = "avx512f")]
-    fn load8(l: &[u64; 8]) -> __m512i {
-        let l = l.map(|x| x as i64);
-        _mm512_set_epi64(l[7], l[6], l[5], l[4], l[3], l[2], l[1], l[0])
+    fn run8(first: u64) -> __m512i {
+        let lanes = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+        _mm512_add_epi64(_mm512_set1_epi64(first as i64), lanes)
+    }
+
+    /// [`super::rule_lanes_scalar`], 8 lanes at a time.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) fn rule_lanes(seed: u64, threshold: u64, idx: &[u64; 64]) -> u64 {
+        let mut word = 0u64;
+        for (j, l) in idx.as_chunks::<8>().0.iter().enumerate() {
+            let l = l.map(|x| x as i64);
+            let v = _mm512_set_epi64(l[7], l[6], l[5], l[4], l[3], l[2], l[1], l[0]);
+            word |= blocked8(seed, threshold, v) << (8 * j);
+        }
+        word
     }
 
     /// The rule for `8 * groups` vertices from `first` (`groups <= 8`).
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) fn rule_bits(seed: u64, threshold: u64, first: u64, groups: usize) -> u64 {
-        let gamma = _mm512_set1_epi64(0x9E37_79B9_7F4A_7C15_u64 as i64);
-        let m1 = _mm512_set1_epi64(0xBF58_476D_1CE4_E5B9_u64 as i64);
-        let m2 = _mm512_set1_epi64(0x94D0_49BB_1331_11EB_u64 as i64);
-        let thr = _mm512_set1_epi64(threshold as i64);
-        let seed = _mm512_set1_epi64(seed as i64);
-        let lanes = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-        let eight = _mm512_set1_epi64(8);
-        let mut idx = _mm512_add_epi64(_mm512_set1_epi64(first as i64), lanes);
         let mut word = 0u64;
         for j in 0..groups.min(8) {
-            let z = _mm512_add_epi64(_mm512_xor_si512(idx, seed), gamma);
-            let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<30>(z)), m1);
-            let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<27>(z)), m2);
-            let z = _mm512_xor_si512(z, _mm512_srli_epi64::<31>(z));
-            word |= u64::from(_mm512_cmplt_epu64_mask(z, thr)) << (8 * j);
-            idx = _mm512_add_epi64(idx, eight);
+            word |= blocked8(seed, threshold, run8(first + 8 * j as u64)) << (8 * j);
         }
         word
     }
@@ -223,23 +220,11 @@ mod avx512 {
     /// [`super::rule_words_scalar`], 8 lanes at a time.
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) fn rule_words(seed: u64, threshold: u64, first: u64, out: &mut [u64]) {
-        let gamma = _mm512_set1_epi64(0x9E37_79B9_7F4A_7C15_u64 as i64);
-        let m1 = _mm512_set1_epi64(0xBF58_476D_1CE4_E5B9_u64 as i64);
-        let m2 = _mm512_set1_epi64(0x94D0_49BB_1331_11EB_u64 as i64);
-        let thr = _mm512_set1_epi64(threshold as i64);
-        let seed = _mm512_set1_epi64(seed as i64);
-        let lanes = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-        let eight = _mm512_set1_epi64(8);
-        let mut idx = _mm512_add_epi64(_mm512_set1_epi64(first as i64), lanes);
-        for w in out.iter_mut() {
+        for (i, w) in out.iter_mut().enumerate() {
+            let at = first + 64 * i as u64;
             let mut word = 0u64;
             for j in 0..8 {
-                let z = _mm512_add_epi64(_mm512_xor_si512(idx, seed), gamma);
-                let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<30>(z)), m1);
-                let z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64::<27>(z)), m2);
-                let z = _mm512_xor_si512(z, _mm512_srli_epi64::<31>(z));
-                word |= u64::from(_mm512_cmplt_epu64_mask(z, thr)) << (8 * j);
-                idx = _mm512_add_epi64(idx, eight);
+                word |= blocked8(seed, threshold, run8(at + 8 * j)) << (8 * j);
             }
             *w = word;
         }
