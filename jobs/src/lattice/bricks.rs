@@ -33,6 +33,12 @@ use super::spec::MAX_DIMENSIONS;
 
 const MAXD: usize = MAX_DIMENSIONS as usize;
 
+/// Whether two-source searches use this numbering: open lattices of 3 or 4
+/// dimensions, where it was measured faster (see the module docs).
+pub(crate) fn searches_use(d: usize, wraps: bool) -> bool {
+    !wraps && (3..=4).contains(&d)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bricks {
     d: usize,

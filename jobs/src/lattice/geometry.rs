@@ -2,7 +2,7 @@
 //! turned into a multiplication (the hot loop splits every frontier vertex
 //! into coordinates to know which of its `2d` moves stay inside).
 
-use super::bricks::Bricks;
+use super::bricks::{Bricks, searches_use};
 use super::spec::{LatticeSpec, MAX_DIMENSIONS};
 
 /// Exact `x / n` for `x < 2^63` and `2 <= n <= 2^63`, as a multiplication
@@ -199,10 +199,10 @@ impl Ids {
     }
 
     /// The numbering of a search from `sources` sources: bricked for
-    /// two-source searches on open lattices of 3 or 4 dimensions (where it
-    /// was measured faster, see [`Bricks`]), else [`Ids::for_grid`].
+    /// two-source searches where [`searches_use`] says so, else
+    /// [`Ids::for_grid`].
     pub(crate) fn for_search(grid: &Grid, sources: usize) -> Self {
-        if sources != 2 || !(3..=4).contains(&grid.d) {
+        if sources != 2 || !searches_use(grid.d, grid.wrap) {
             return Ids::for_grid(grid);
         }
         Bricks::new(grid).map_or_else(|| Ids::for_grid(grid), Ids::Bricked)

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::bfs::checkpoint_every;
+use super::bricks::searches_use;
 use super::error::{Endpoint, LatticeError};
 use super::obstacles::{blocked_by_rule, obstacle_threshold};
 
@@ -175,10 +176,11 @@ impl LatticeSpec {
 
     /// Bytes of working state a shortest-path search (the engine's largest
     /// operation) allocates for this lattice:
-    /// * per search direction a visited bitset (blocked vertices are
-    ///   pre-set in it, so obstacles take no extra storage) and a bitset of
-    ///   the level being built, 1 bit per vertex each: `4 * ceil(V / 64) *
-    ///   8` (the bricked numbering's padding adds a few percent on large
+    /// * per search direction a visited bitset, 1 bit per vertex (blocked
+    ///   vertices are pre-set in it, so obstacles take no extra storage),
+    ///   and on open lattices of 3 or 4 dimensions (the bricked search) a
+    ///   bitset of the level being built beside it: `2 * ceil(V / 64) * 8`,
+    ///   or twice that (the bricks' padding adds a few percent on large
     ///   lattices);
     /// * checkpoints, the vertices of every `k`-th BFS level (`k = 8`, or 4
     ///   when `d > 5`) as `u32` ids (`u64` beyond 2^32 vertices), to walk the
@@ -193,7 +195,12 @@ impl LatticeSpec {
         let v = self.vertices;
         let id_bytes: u128 = if v <= 1 << 32 { 4 } else { 8 };
         let k = checkpoint_every(self.dimensions as usize);
-        4 * u128::from(v.div_ceil(64)) * 8 + u128::from(v.div_ceil(k)) * id_bytes
+        let bitsets: u128 = if searches_use(self.dimensions as usize, self.wraps()) {
+            4
+        } else {
+            2
+        };
+        bitsets * u128::from(v.div_ceil(64)) * 8 + u128::from(v.div_ceil(k)) * id_bytes
     }
 
     /// Bytes an explicit adjacency-list graph needs: CSR with `u64` offsets
@@ -383,6 +390,8 @@ mod tests {
         assert_eq!(o2.edges(), 12);
         let big = LatticeSpec::new(3, 200, 0.2, 0, Boundary::Open).unwrap();
         assert_eq!(big.memory_bytes(), 4 * 125_000 * 8 + 1_000_000 * 4);
+        let plane = LatticeSpec::new(2, 1000, 0.2, 0, Boundary::Open).unwrap();
+        assert_eq!(plane.memory_bytes(), 2 * 15_625 * 8 + 125_000 * 4);
         let e = 3u128 * 200 * 200 * 199;
         assert_eq!(big.explicit_memory_bytes(), 8_000_001 * 8 + 2 * e * 4);
         assert!(big.memory_reduction() > 20.0);
