@@ -7,8 +7,10 @@
 //!   vertex (1 MiB per 8M vertices, about one core's L2);
 //! * for two-source searches, checkpoints: a copy of every `k`-th level
 //!   ([`checkpoint_every`]: 8, or 4 when `d > 5`), as `u32` ids when they
-//!   fit (sequential copies; at most `4 V / k` bytes over both directions,
-//!   since the two searches stop as soon as they meet). Walking a path back
+//!   fit, or in the bricked numbering as the level's (brick, bits) pairs
+//!   (sequential copies; at most `4 V / k` bytes over both directions for
+//!   ids, `12 V / k` for pairs, since the two searches stop as soon as they
+//!   meet). Walking a path back
 //!   from distance `L` looks (layered BFS in a ball of radius `<= k`) for a
 //!   walk of `L - T` edges through visited open vertices, `T` the previous
 //!   multiple of `k`, ending at a vertex of checkpoint `T`: the distances
@@ -67,7 +69,7 @@
 //! on the thread count. Meetings are only looked for once `a + b` can reach
 //! the obstacle-free distance between the sources (a lower bound of `D`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -100,11 +102,19 @@ pub(crate) fn checkpoint_every(d: usize) -> u64 {
 pub(crate) enum Checkpoint {
     Narrow(Vec<u32>),
     Wide(Vec<u64>),
+    /// Bricked numbering: the level's (brick, bits) pairs as the search
+    /// keeps them (a copy of two slices; expanding them into ids cost more
+    /// than the expansion of the level itself).
+    Bricks(Vec<u32>, Vec<u64>),
 }
 
 impl Checkpoint {
     fn new<T: Vid>(level: &Frontier<T>) -> Self {
-        if T::NARROW {
+        if level.bricked && T::NARROW {
+            // Bricks are ids / 128, so they fit when the ids do.
+            let bricks = level.as_slice().iter().map(|b| b.index() as u32).collect();
+            Checkpoint::Bricks(bricks, level.bits[..level.len].to_vec())
+        } else if T::NARROW {
             Checkpoint::Narrow(level.indices().map(|v| v as u32).collect())
         } else {
             Checkpoint::Wide(level.indices().collect())
@@ -115,6 +125,26 @@ impl Checkpoint {
     /// candidates' index range, or missing from a 64 Kbit filter of them,
     /// are skipped without a hash lookup.
     fn members(&self, candidates: &FastSet) -> FastSet {
+        if let Checkpoint::Bricks(bricks, bits) = self {
+            // Candidate bits per brick, then one pass over the pairs.
+            let mut want: HashMap<u64, u64, BuildHasherDefault<VertexHasher>> = HashMap::default();
+            for &c in candidates {
+                *want.entry(c >> 7).or_default() |= 1 << (c & 63);
+            }
+            let lo = want.keys().copied().min().unwrap_or(u64::MAX);
+            let hi = want.keys().copied().max().unwrap_or(0);
+            let mut out = FastSet::default();
+            for (&b, &w) in bricks.iter().zip(bits) {
+                let b = u64::from(b);
+                if b < lo || b > hi {
+                    continue;
+                }
+                if let Some(&c) = want.get(&b) {
+                    out.extend(BitIds(b * 128, c & w));
+                }
+            }
+            return out;
+        }
         let lo = candidates.iter().copied().min().unwrap_or(u64::MAX);
         let hi = candidates.iter().copied().max().unwrap_or(0);
         let slot = |v: u64| (v.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize;
@@ -135,6 +165,7 @@ impl Checkpoint {
                 .filter(|&v| keep(v))
                 .collect(),
             Checkpoint::Wide(vs) => vs.iter().copied().filter(|&v| keep(v)).collect(),
+            Checkpoint::Bricks(..) => FastSet::default(),
         }
     }
 }
@@ -538,6 +569,17 @@ fn start<T: Vid>(sh: &Shared<'_, T>) -> Result<(), LatticeError> {
 fn touching<T: Vid>(sh: &Shared<'_, T>, side: usize) -> Vec<u64> {
     let q = lock(&sh.queues[side]);
     let other = &sh.visited[side ^ 1];
+    if q.cur.bricked {
+        // A word per pair: the level's bits that the other side has.
+        let words = other.words();
+        let mut out = Vec::new();
+        for (b, &bits) in q.cur.as_slice().iter().zip(&q.cur.bits) {
+            let b = b.index();
+            let seen = words[(2 * b) as usize].load(Relaxed);
+            out.extend(BitIds(b * 128, bits & seen));
+        }
+        return out;
+    }
     q.cur.indices().filter(|&w| other.get(w)).collect()
 }
 
@@ -545,6 +587,31 @@ fn touching<T: Vid>(sh: &Shared<'_, T>, side: usize) -> Vec<u64> {
 /// the smallest that is not.
 fn split_by_previous<T: Vid>(sh: &Shared<'_, T>, side: usize, candidates: &[u64]) -> (u64, u64) {
     let q = lock(&sh.queues[side]);
+    let split = |inside: &dyn Fn(u64) -> bool| {
+        let (mut min_in, mut min_out) = (u64::MAX, u64::MAX);
+        for &w in candidates {
+            if inside(w) {
+                min_in = min_in.min(w);
+            } else {
+                min_out = min_out.min(w);
+            }
+        }
+        (min_in, min_out)
+    };
+    if q.prev.bricked {
+        // The next-level words are all clear between steps: mark the
+        // previous level there, test the candidates, clear them again.
+        let words = sh.visited[side].words();
+        let next_word = |b: u64| &words[(2 * b + 1) as usize];
+        for (b, &bits) in q.prev.as_slice().iter().zip(&q.prev.bits) {
+            next_word(b.index()).store(bits, Relaxed);
+        }
+        let result = split(&|w| (next_word(w >> 7).load(Relaxed) >> (w & 63)) & 1 == 1);
+        for b in q.prev.as_slice() {
+            next_word(b.index()).store(0, Relaxed);
+        }
+        return result;
+    }
     let set: FastSet = candidates.iter().copied().collect();
     let mut inside = FastSet::default();
     for w in q.prev.indices() {
@@ -552,19 +619,7 @@ fn split_by_previous<T: Vid>(sh: &Shared<'_, T>, side: usize, candidates: &[u64]
             inside.insert(w);
         }
     }
-    let min_in = candidates
-        .iter()
-        .copied()
-        .filter(|w| inside.contains(w))
-        .min()
-        .unwrap_or(u64::MAX);
-    let min_out = candidates
-        .iter()
-        .copied()
-        .filter(|w| !inside.contains(w))
-        .min()
-        .unwrap_or(u64::MAX);
-    (min_in, min_out)
+    split(&|w| inside.contains(&w))
 }
 
 /// The leader's loop: one step (one or two levels) per iteration.
@@ -940,17 +995,19 @@ pub(crate) fn fill_padded(
     blocked
 }
 
-/// Walks from `from` (at distance `dist` of the source of `visited` and
-/// `checkpoints`) back to the source, returning `[from, ..., source]`. Each
-/// leg goes down to the previous multiple `T` of `k = checkpoint_every(d)`
-/// along the first walk (layer order, fixed neighbour order) of visited open
-/// vertices that ends in checkpoint `T` (see the module docs for why such a
-/// walk is a piece of a shortest path).
+/// Walks from `from` (at distance `dist` of `source`, the source of
+/// `visited` and `checkpoints`) back to the source, returning `[from, ...,
+/// source]`. Each leg goes down to the previous multiple `T` of `k =
+/// checkpoint_every(d)` along the first walk (layer order, fixed neighbour
+/// order) of visited open vertices that ends in checkpoint `T` (see the
+/// module docs for why such a walk is a piece of a shortest path).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn walk_back(
     grid: &Grid,
     ids: &Ids,
     visited: &AtomicBits,
     checkpoints: &[Checkpoint],
+    source: u64,
     from: u64,
     dist: u64,
     open: impl Fn(u64) -> bool,
@@ -967,7 +1024,14 @@ pub(crate) fn walk_back(
         };
         let target = &checkpoints[((lvl - step) / every) as usize];
         let cur = *out.last().unwrap_or(&from);
-        match find_walk(grid, ids, visited, target, &open, cur, step) {
+        let leg = Leg {
+            grid,
+            ids,
+            visited,
+            target,
+            source,
+        };
+        match leg.find_walk(&open, cur, lvl, step) {
             Some(walk) => out.extend_from_slice(&walk),
             None => {
                 if cfg!(debug_assertions) {
@@ -981,50 +1045,69 @@ pub(crate) fn walk_back(
     out
 }
 
-/// Breadth-first search, layer by layer, for a walk of exactly `steps`
-/// edges from `cur` through visited open vertices to a vertex of `target`;
-/// returns the walk without `cur`. Layers are sets, so the cost is the size
-/// of a ball of radius `steps`, not the number of walks.
-fn find_walk(
-    grid: &Grid,
-    ids: &Ids,
-    visited: &AtomicBits,
-    target: &Checkpoint,
-    open: &impl Fn(u64) -> bool,
-    cur: u64,
-    steps: u64,
-) -> Option<Vec<u64>> {
-    // layers[i] = (vertex, index of its parent in layers[i - 1]).
-    let mut layers: Vec<Vec<(u64, usize)>> = vec![vec![(cur, 0)]];
-    for i in 1..=steps {
-        let prev = &layers[(i - 1) as usize];
-        let room = prev.len() * 2 * grid.d;
-        let mut seen = FastSet::with_capacity_and_hasher(room, Default::default());
-        let mut layer = Vec::with_capacity(room);
-        for (parent, &(v, _)) in prev.iter().enumerate() {
-            grid.neighbours(v, |w| {
-                if open(w) && visited.get(ids.id(w)) && seen.insert(w) {
-                    layer.push((w, parent));
-                }
-            });
+/// What one leg of [`walk_back`] searches in.
+struct Leg<'a> {
+    grid: &'a Grid,
+    ids: &'a Ids,
+    visited: &'a AtomicBits,
+    target: &'a Checkpoint,
+    source: u64,
+}
+
+impl Leg<'_> {
+    /// Breadth-first search, layer by layer, for a walk of exactly `steps`
+    /// edges from `cur` (at distance `lvl` of the source) through visited
+    /// open vertices to a vertex of `target`; returns the walk without
+    /// `cur`. Layers are sets, so the cost is the size of a ball of radius
+    /// `steps`, not the number of walks. Such a walk loses one unit of
+    /// distance per edge, so its `i`-th vertex is at distance `lvl - i`,
+    /// which is at least its obstacle-free distance from the source:
+    /// vertices farther than that are left out (on a path with little
+    /// detour, most of the ball).
+    fn find_walk(
+        &self,
+        open: &impl Fn(u64) -> bool,
+        cur: u64,
+        lvl: u64,
+        steps: u64,
+    ) -> Option<Vec<u64>> {
+        let (grid, ids) = (self.grid, self.ids);
+        // layers[i] = (vertex, index of its parent in layers[i - 1]).
+        let mut layers: Vec<Vec<(u64, usize)>> = vec![vec![(cur, 0)]];
+        for i in 1..=steps {
+            let prev = &layers[(i - 1) as usize];
+            let room = prev.len() * 2 * grid.d;
+            let mut seen = FastSet::with_capacity_and_hasher(room, Default::default());
+            let mut layer = Vec::with_capacity(room);
+            for (parent, &(v, _)) in prev.iter().enumerate() {
+                grid.neighbours(v, |w| {
+                    if grid.distance(w, self.source) <= lvl - i
+                        && open(w)
+                        && self.visited.get(ids.id(w))
+                        && seen.insert(w)
+                    {
+                        layer.push((w, parent));
+                    }
+                });
+            }
+            if layer.is_empty() {
+                return None;
+            }
+            layers.push(layer);
         }
-        if layer.is_empty() {
-            return None;
+        let last = &layers[steps as usize];
+        let candidates: FastSet = last.iter().map(|&(w, _)| ids.id(w)).collect();
+        let members = self.target.members(&candidates);
+        let mut index = last
+            .iter()
+            .position(|(w, _)| members.contains(&ids.id(*w)))?;
+        let mut walk = Vec::with_capacity(steps as usize);
+        for l in (1..=steps as usize).rev() {
+            let (v, parent) = layers[l][index];
+            walk.push(v);
+            index = parent;
         }
-        layers.push(layer);
+        walk.reverse();
+        Some(walk)
     }
-    let last = &layers[steps as usize];
-    let candidates: FastSet = last.iter().map(|&(w, _)| ids.id(w)).collect();
-    let members = target.members(&candidates);
-    let mut index = last
-        .iter()
-        .position(|(w, _)| members.contains(&ids.id(*w)))?;
-    let mut walk = Vec::with_capacity(steps as usize);
-    for l in (1..=steps as usize).rev() {
-        let (v, parent) = layers[l][index];
-        walk.push(v);
-        index = parent;
-    }
-    walk.reverse();
-    Some(walk)
 }

@@ -344,6 +344,23 @@ impl Grid {
         }
     }
 
+    /// Edges on a shortest path from `a` to `b` without obstacles: the sum
+    /// of the axis distances (the shorter way round when periodic).
+    pub(crate) fn distance(&self, a: u64, b: u64) -> u64 {
+        let mut ca = [0u64; MAX_DIMENSIONS as usize];
+        for_each_coord(a, self.d, self.n, &self.div, |k, c| ca[k] = c);
+        let mut total = 0;
+        for_each_coord(b, self.d, self.n, &self.div, |k, c| {
+            let gap = ca[k].abs_diff(c);
+            total += if self.wrap {
+                gap.min(self.n - gap)
+            } else {
+                gap
+            };
+        });
+        total
+    }
+
     /// Vertices per hyperplane of the last axis (`n^(d-1)`).
     pub(crate) fn plane(&self) -> u64 {
         self.strides[self.d - 1]
@@ -505,6 +522,39 @@ mod tests {
                     dedup.sort_unstable();
                     dedup.dedup();
                     assert_eq!(dedup.len(), got.len(), "duplicate neighbour");
+                }
+            }
+        }
+    }
+
+    /// `distance` is the length of a BFS path in the obstacle-free lattice
+    /// (checked by a plain BFS from a few sources).
+    #[test]
+    fn distance_is_the_obstacle_free_bfs_distance() {
+        for boundary in [Boundary::Open, Boundary::Periodic] {
+            for (d, n) in [(1u32, 6u64), (2, 5), (3, 4), (2, 2), (4, 3), (3, 3)] {
+                let spec = LatticeSpec::new(d, n, 0.0, 0, boundary).unwrap();
+                let g = Grid::new(&spec);
+                for src in [0, spec.vertices() / 3, spec.vertices() - 1] {
+                    let mut dist = vec![u64::MAX; spec.vertices() as usize];
+                    dist[src as usize] = 0;
+                    let mut queue = std::collections::VecDeque::from([src]);
+                    while let Some(v) = queue.pop_front() {
+                        g.neighbours(v, |w| {
+                            if dist[w as usize] == u64::MAX {
+                                dist[w as usize] = dist[v as usize] + 1;
+                                queue.push_back(w);
+                            }
+                        });
+                    }
+                    for v in 0..spec.vertices() {
+                        assert_eq!(
+                            g.distance(src, v),
+                            dist[v as usize],
+                            "{boundary:?} d={d} n={n}"
+                        );
+                        assert_eq!(g.distance(v, src), dist[v as usize]);
+                    }
                 }
             }
         }

@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use nix::sched::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity};
+use nix::unistd::Pid;
+
 use super::control::Control;
 
 /// Lattices with at least this many vertices use `Control::threads` threads;
@@ -30,8 +33,9 @@ pub(crate) fn split(total: u64, parts: usize, part: usize) -> (u64, u64) {
 }
 
 /// Runs `f(0..threads)` with `f(0)` on the calling thread and the others on
-/// crossbeam scoped threads; returns the results in thread order. A panic in
-/// any thread is propagated.
+/// crossbeam scoped threads, each pinned to its own CPU ([`Pinning`]);
+/// returns the results in thread order. A panic in any thread is
+/// propagated.
 pub(crate) fn team<R, F>(threads: usize, f: F) -> Vec<R>
 where
     R: Send,
@@ -41,10 +45,22 @@ where
         return vec![f(0)];
     }
     let f = &f;
+    let pin = Pinning::plan(threads);
+    let pin = &pin;
     let result = crossbeam::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads).map(|t| s.spawn(move |_| f(t))).collect();
+        let handles: Vec<_> = (1..threads)
+            .map(|t| {
+                s.spawn(move |_| {
+                    pin.apply(t);
+                    f(t)
+                })
+            })
+            .collect();
         let mut out = Vec::with_capacity(threads);
+        pin.apply(0);
+        let restore = Restore(pin);
         out.push(f(0));
+        drop(restore);
         for h in handles {
             match h.join() {
                 Ok(r) => out.push(r),
@@ -56,6 +72,65 @@ where
     match result {
         Ok(v) => v,
         Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// One CPU per thread of a team, for the team's lifetime. The service's
+/// machines are virtual machines whose kernel packs runnable threads onto
+/// as few virtual CPUs as it can: a freshly spawned worker was measured to
+/// wait 1-3 ms to start, and at times to share the leader's CPU for most
+/// of a search while the other CPU idled. Pinning the team to distinct
+/// CPUs (the leader to the one it is on) avoids that; the leader's own
+/// affinity is restored when the team is done. Nothing is pinned when the
+/// process may use fewer CPUs than the team has threads.
+struct Pinning {
+    cpus: Vec<usize>,
+    saved: Option<CpuSet>,
+}
+
+impl Pinning {
+    fn plan(threads: usize) -> Self {
+        let none = Pinning {
+            cpus: Vec::new(),
+            saved: None,
+        };
+        let (Ok(mask), Ok(here)) = (sched_getaffinity(Pid::from_raw(0)), sched_getcpu()) else {
+            return none;
+        };
+        let mut cpus = vec![here];
+        cpus.extend((0..CpuSet::count()).filter(|&c| c != here && mask.is_set(c).unwrap_or(false)));
+        if cpus.len() < threads {
+            return none;
+        }
+        Pinning {
+            cpus,
+            saved: Some(mask),
+        }
+    }
+
+    /// Pins the calling thread, team member `t`. Failure is harmless (the
+    /// thread runs wherever the kernel puts it).
+    fn apply(&self, t: usize) {
+        if self.saved.is_none() {
+            return;
+        }
+        let mut one = CpuSet::new();
+        if let Some(&cpu) = self.cpus.get(t)
+            && one.set(cpu).is_ok()
+        {
+            let _ = sched_setaffinity(Pid::from_raw(0), &one);
+        }
+    }
+}
+
+/// Gives the leader its affinity back when dropped (also on a panic).
+struct Restore<'a>(&'a Pinning);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        if let Some(mask) = &self.0.saved {
+            let _ = sched_setaffinity(Pid::from_raw(0), mask);
+        }
     }
 }
 
@@ -188,6 +263,36 @@ mod tests {
                 assert_eq!(next, total);
             }
         }
+    }
+
+    /// Team threads run on distinct CPUs while the team lasts (when the
+    /// process may use enough of them), and the caller gets its affinity
+    /// back afterwards, also when it panicked.
+    #[test]
+    fn team_pins_and_restores() {
+        let me = || sched_getaffinity(Pid::from_raw(0)).unwrap();
+        let allowed = |m: &CpuSet| {
+            (0..CpuSet::count())
+                .filter(|&c| m.is_set(c).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let before = allowed(&me());
+        let inside = team(2, |_| allowed(&me()));
+        if before.len() >= 2 {
+            assert_eq!(inside[0].len(), 1, "{inside:?}");
+            assert_eq!(inside[1].len(), 1, "{inside:?}");
+            assert_ne!(inside[0], inside[1]);
+        } else {
+            assert_eq!(inside[0], before);
+        }
+        assert_eq!(allowed(&me()), before);
+        let panicked = std::panic::catch_unwind(|| {
+            team(2, |t| {
+                assert_ne!(t, 0, "leader fails");
+            })
+        });
+        assert!(panicked.is_err());
+        assert_eq!(allowed(&me()), before);
     }
 
     #[test]

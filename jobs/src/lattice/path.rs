@@ -125,6 +125,7 @@ pub fn shortest_path(
                         &search.ids,
                         &search.visited_sets[side],
                         &search.checkpoints[side],
+                        sources[side],
                         vertex,
                         dist[side],
                         open,
