@@ -57,6 +57,19 @@ pub fn shortest_path(
     path_limit: usize,
     ctl: &Control<'_>,
 ) -> Result<PathResult, LatticeError> {
+    let threads = threads_for(ctl, spec.vertices());
+    shortest_path_on(spec, start, end, path_limit, ctl, threads)
+}
+
+/// [`shortest_path`] on `threads` threads whatever the lattice's size.
+pub(crate) fn shortest_path_on(
+    spec: &LatticeSpec,
+    start: &[u64],
+    end: &[u64],
+    path_limit: usize,
+    ctl: &Control<'_>,
+    threads: usize,
+) -> Result<PathResult, LatticeError> {
     let s = spec.index_of(Endpoint::Start, start)?;
     let e = spec.index_of(Endpoint::End, end)?;
     if spec.obstacle_density() == 0.0 {
@@ -100,7 +113,6 @@ pub fn shortest_path(
     }
     let grid = Grid::new(spec);
     let sources = [s, e];
-    let threads = threads_for(ctl, spec.vertices());
     let setup = SearchSetup {
         grid: &grid,
         seed: spec.seed(),

@@ -475,6 +475,42 @@ fn progress_is_monotone_and_reaches_100() {
     }
 }
 
+/// Two-thread bricked searches on many small open lattices of 3 and 4
+/// dimensions (two threads whatever the size): the same result as one
+/// thread, path included, and the reference distance.
+#[test]
+fn two_thread_bricked_paths_match_one_thread_and_reference() {
+    let mut rng = Rng(7);
+    let ctl = Control::none().with_sweep(false);
+    let mut reachable = 0;
+    for case in 0..240 {
+        let d = 3 + (case % 2) as u32;
+        let n = 2 + rng.below(if d == 3 { 24 } else { 9 });
+        let density = [0.1, 0.3, 0.45][case % 3];
+        let spec = LatticeSpec::new(d, n, density, rng.next(), Boundary::Open).unwrap();
+        let s = rng.below(spec.vertices());
+        let e = rng.below(spec.vertices());
+        if s == e {
+            continue;
+        }
+        let start = spec.index_to_coords(s).unwrap();
+        let end = spec.index_to_coords(e).unwrap();
+        let ctx = format!("case {case}: d={d} n={n} density={density} s={s} e={e}");
+        let one = path::shortest_path_on(&spec, &start, &end, usize::MAX, &ctl, 1).unwrap();
+        let two = path::shortest_path_on(&spec, &start, &end, usize::MAX, &ctl, 2).unwrap();
+        assert_eq!(one, two, "{ctx}");
+        let want = ref_bfs(&spec, s, e)[e as usize];
+        if want == u32::MAX {
+            assert!(!two.reachable, "{ctx}");
+        } else {
+            reachable += 1;
+            assert_eq!(two.distance, Some(u64::from(want)), "{ctx}");
+            check_path(&spec, &start, &end, two.path.as_ref().unwrap());
+        }
+    }
+    assert!(reachable > 100, "{reachable}");
+}
+
 #[test]
 fn parallel_equals_single_thread_on_a_million_vertices() {
     for (d, n, density, boundary) in [
@@ -492,6 +528,12 @@ fn parallel_equals_single_thread_on_a_million_vertices() {
         let p1 = shortest_path(&spec, &start, &end, usize::MAX, &one).unwrap();
         let p2 = shortest_path(&spec, &start, &end, usize::MAX, &two).unwrap();
         assert_eq!(p1, p2);
+        // The same through the bidirectional BFS (no monotone sweep).
+        let b1 = shortest_path(&spec, &start, &end, usize::MAX, &one.with_sweep(false)).unwrap();
+        let b2 = shortest_path(&spec, &start, &end, usize::MAX, &two.with_sweep(false)).unwrap();
+        assert_eq!(b1.method, PathMethod::BidirectionalBfs);
+        assert_eq!(b1, b2);
+        assert_eq!(b1.distance, p1.distance);
         assert!(p1.reachable);
         let s = spec.coords_to_index(&start).unwrap();
         let e = spec.coords_to_index(&end).unwrap();
