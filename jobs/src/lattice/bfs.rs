@@ -565,6 +565,75 @@ fn start<T: Vid>(sh: &Shared<'_, T>) -> Result<(), LatticeError> {
     Ok(())
 }
 
+/// The meeting point after a two-direction step from levels `a` and `b`
+/// (see the module docs): the smallest new forward vertex in the backward
+/// side's previous level (`f_exact`), else the smallest new backward
+/// vertex in the forward side's previous level (`b_exact`), whichever is
+/// smaller, else the smallest vertex new on both sides (`both`).
+fn decide_meeting(f_exact: u64, b_exact: u64, both: u64, a: u64, b: u64) -> (u64, [u64; 2]) {
+    if f_exact.min(b_exact) != u64::MAX {
+        if f_exact < b_exact {
+            (f_exact, [a + 1, b])
+        } else {
+            (b_exact, [a, b + 1])
+        }
+    } else {
+        (both, [a + 1, b + 1])
+    }
+}
+
+/// The smallest id of the set bits of word `w` of brick `b` (`u64::MAX`
+/// when none).
+fn first_id(b: u64, w: u64) -> u64 {
+    if w == 0 {
+        u64::MAX
+    } else {
+        b * 128 + u64::from(w.trailing_zeros())
+    }
+}
+
+/// The meeting test of a two-direction step in the bricked numbering, on
+/// words: `[f_exact, both, b_exact]` of [`decide_meeting`], or `None`
+/// when the two sides do not touch. Each side's previous level is marked
+/// in its next-level words (all clear between steps) for the test, then
+/// cleared again.
+fn meet_bricked<T: Vid>(sh: &Shared<'_, T>) -> Option<[u64; 3]> {
+    let q = [lock(&sh.queues[0]), lock(&sh.queues[1])];
+    let words = [sh.visited[0].words(), sh.visited[1].words()];
+    let mark = |side: usize, on: bool| {
+        let level = &q[side].prev;
+        for (b, &bits) in level.as_slice().iter().zip(&level.bits) {
+            words[side][(2 * b.index() + 1) as usize].store(if on { bits } else { 0 }, Relaxed);
+        }
+    };
+    mark(0, true);
+    mark(1, true);
+    let mut found = [u64::MAX; 3];
+    let mut touch = false;
+    for side in 0..2 {
+        let other = words[side ^ 1];
+        let level = &q[side].cur;
+        for (b, &bits) in level.as_slice().iter().zip(&level.bits) {
+            let b = b.index();
+            let met = bits & other[(2 * b) as usize].load(Relaxed);
+            if met == 0 {
+                continue;
+            }
+            touch = true;
+            let in_prev = met & other[(2 * b + 1) as usize].load(Relaxed);
+            if side == 0 {
+                found[0] = found[0].min(first_id(b, in_prev));
+                found[1] = found[1].min(first_id(b, met & !in_prev));
+            } else {
+                found[2] = found[2].min(first_id(b, in_prev));
+            }
+        }
+    }
+    mark(0, false);
+    mark(1, false);
+    touch.then_some(found)
+}
+
 /// New vertices of `side` already reached by the other side.
 fn touching<T: Vid>(sh: &Shared<'_, T>, side: usize) -> Vec<u64> {
     let q = lock(&sh.queues[side]);
@@ -587,31 +656,6 @@ fn touching<T: Vid>(sh: &Shared<'_, T>, side: usize) -> Vec<u64> {
 /// the smallest that is not.
 fn split_by_previous<T: Vid>(sh: &Shared<'_, T>, side: usize, candidates: &[u64]) -> (u64, u64) {
     let q = lock(&sh.queues[side]);
-    let split = |inside: &dyn Fn(u64) -> bool| {
-        let (mut min_in, mut min_out) = (u64::MAX, u64::MAX);
-        for &w in candidates {
-            if inside(w) {
-                min_in = min_in.min(w);
-            } else {
-                min_out = min_out.min(w);
-            }
-        }
-        (min_in, min_out)
-    };
-    if q.prev.bricked {
-        // The next-level words are all clear between steps: mark the
-        // previous level there, test the candidates, clear them again.
-        let words = sh.visited[side].words();
-        let next_word = |b: u64| &words[(2 * b + 1) as usize];
-        for (b, &bits) in q.prev.as_slice().iter().zip(&q.prev.bits) {
-            next_word(b.index()).store(bits, Relaxed);
-        }
-        let result = split(&|w| (next_word(w >> 7).load(Relaxed) >> (w & 63)) & 1 == 1);
-        for b in q.prev.as_slice() {
-            next_word(b.index()).store(0, Relaxed);
-        }
-        return result;
-    }
     let set: FastSet = candidates.iter().copied().collect();
     let mut inside = FastSet::default();
     for w in q.prev.indices() {
@@ -619,7 +663,15 @@ fn split_by_previous<T: Vid>(sh: &Shared<'_, T>, side: usize, candidates: &[u64]
             inside.insert(w);
         }
     }
-    split(&|w| inside.contains(&w))
+    let (mut min_in, mut min_out) = (u64::MAX, u64::MAX);
+    for &w in candidates {
+        if inside.contains(&w) {
+            min_in = min_in.min(w);
+        } else {
+            min_out = min_out.min(w);
+        }
+    }
+    (min_in, min_out)
 }
 
 /// The leader's loop: one step (one or two levels) per iteration.
@@ -691,22 +743,19 @@ fn drive<T: Vid>(sh: &Shared<'_, T>) -> Result<(Outcome, u64), LatticeError> {
             };
             level = [a + 1, b + 1];
             visited += (size[0] + size[1]) as u64;
-            if a + b + 2 >= s.lower_bound {
+            if a + b + 2 >= s.lower_bound && matches!(sh.ids, Ids::Bricked(_)) {
+                if let Some([f_exact, both, b_exact]) = meet_bricked(sh) {
+                    let (vertex, dist) = decide_meeting(f_exact, b_exact, both, a, b);
+                    return Ok((Outcome::Met { vertex, dist }, visited));
+                }
+            } else if a + b + 2 >= s.lower_bound {
                 let f_touch = touching(sh, 0);
                 let b_touch = touching(sh, 1);
                 if !f_touch.is_empty() || !b_touch.is_empty() {
                     // Sides touch: decide between a + b + 1 and a + b + 2.
                     let (f_exact, both) = split_by_previous(sh, 1, &f_touch);
                     let (b_exact, _) = split_by_previous(sh, 0, &b_touch);
-                    let (vertex, dist) = if f_exact.min(b_exact) != u64::MAX {
-                        if f_exact < b_exact {
-                            (f_exact, [a + 1, b])
-                        } else {
-                            (b_exact, [a, b + 1])
-                        }
-                    } else {
-                        (both, [a + 1, b + 1])
-                    };
+                    let (vertex, dist) = decide_meeting(f_exact, b_exact, both, a, b);
                     return Ok((Outcome::Met { vertex, dist }, visited));
                 }
             }
