@@ -962,13 +962,22 @@ impl<T: Vid> WithStepper for ExpandBricked<'_, T> {
                 win[got & (WINDOW - 1)] = T::from_index(j);
                 got += usize::from((before == 0) & (new != 0));
             };
+            // In ascending brick order, so that a level read in about
+            // ascending order lists the next one in ascending streams and
+            // memory is walked upwards whichever way a front moves (with
+            // the plus-side claims first, a front moving down was measured
+            // 25-40% slower than one moving up).
             let mut inner = 0u64;
             for k in 0..D {
                 inner |= ((f & !hi[k]) << step[k]) | ((f & !lo[k]) >> step[k]);
-                claim(brick + stride[k], (f & hi[k]) >> span[k]);
+            }
+            for k in (0..D).rev() {
                 claim(brick - stride[k], (f & lo[k]) << span[k]);
             }
             claim(brick, inner);
+            for k in 0..D {
+                claim(brick + stride[k], (f & hi[k]) >> span[k]);
+            }
             count += got;
         }
         // The new level: one pair per touched brick.
