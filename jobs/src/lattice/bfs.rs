@@ -235,6 +235,8 @@ pub(crate) struct Search {
 enum Plan {
     /// A worker may take the backward side's expansion of this step.
     Backward,
+    /// A worker may take the backward side's far phase ([`far_phase`]).
+    Far,
     Exit,
 }
 
@@ -345,6 +347,8 @@ struct Queues<T> {
     prev: Frontier<T>,
     checkpoints: Vec<Checkpoint>,
     level: u64,
+    /// Vertices in each level `1..=level`.
+    sizes: Vec<usize>,
     /// Bricked numbering only: the bricks the level being built has
     /// reached (a scratch list).
     touched: Vec<T>,
@@ -372,6 +376,12 @@ struct Shared<'a, T> {
     finished: AtomicU64,
     /// A thread panicked: nobody waits any more.
     poisoned: AtomicBool,
+    /// Far phase: the lowest level at which a direction ran dry so far
+    /// (`u64::MAX`: none), a stop flag (cancelled), and the vertices
+    /// reached (for progress).
+    far_limit: AtomicU64,
+    far_stop: AtomicBool,
+    far_visited: AtomicU64,
 }
 
 pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
@@ -404,6 +414,7 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>, ids: Ids) -> Result<Search, LatticeErro
                 },
                 cur,
                 level: 0,
+                sizes: Vec::new(),
                 touched: Vec::new(),
             })
         })
@@ -428,6 +439,9 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>, ids: Ids) -> Result<Search, LatticeErro
         taken: AtomicU64::new(0),
         finished: AtomicU64::new(0),
         poisoned: AtomicBool::new(false),
+        far_limit: AtomicU64::new(u64::MAX),
+        far_stop: AtomicBool::new(false),
+        far_visited: AtomicU64::new(0),
     };
     let mut results = team(threads, |tid| {
         let _flag = FlagOnPanic(&sh.poisoned);
@@ -525,8 +539,14 @@ fn worker<T: Vid>(sh: &Shared<'_, T>) {
         if sh.poisoned.load(Relaxed) || *lock(&sh.plan) == Plan::Exit {
             return;
         }
+        let plan = *lock(&sh.plan);
         if sh.taken.fetch_max(seen, AcqRel) < seen {
-            expand(sh, 1);
+            if plan == Plan::Far {
+                // Only the leader polls cancellation (and sets far_stop).
+                let _ = far_run(sh, 1, far_levels(sh.s.lower_bound), false);
+            } else {
+                expand(sh, 1);
+            }
             sh.finished.store(seen, Release);
         }
     }
@@ -674,6 +694,101 @@ fn split_by_previous<T: Vid>(sh: &Shared<'_, T>, side: usize, candidates: &[u64]
     (min_in, min_out)
 }
 
+/// Levels each direction of a two-source search advances in the far
+/// phase: `m` with `2 m < lower_bound`, so no vertex can be reached from
+/// both sides by then (the two searches cannot meet before level `m`).
+fn far_levels(lower_bound: u64) -> u64 {
+    lower_bound.saturating_sub(1) / 2
+}
+
+/// The far phase of a two-source search: both directions advance to level
+/// [`far_levels`] with no meeting test, so with two threads each runs its
+/// own direction with no hand-off per level (the steps' hand-offs and the
+/// wait for the slower side of every step were measured at a sixth of a
+/// search). With one thread the directions alternate level by level. When
+/// a direction runs dry at level `d` (no path), the other still advances
+/// to level `d`, and the vertices reported are those of the levels the
+/// alternation reaches up to the first dry level: the same whatever the
+/// thread count. Returns that count when a direction ran dry.
+fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, LatticeError> {
+    let m = far_levels(sh.s.lower_bound);
+    if sh.threads >= 2 {
+        *lock(&sh.plan) = Plan::Far;
+        sh.step.publish(step);
+        let forward = far_run(sh, 0, m, true);
+        if sh.taken.fetch_max(step, AcqRel) < step {
+            // The worker has not shown up: the leader does it all.
+            forward?;
+            far_run(sh, 1, m, true)?;
+        } else {
+            wait_busy(|| sh.finished.load(Acquire) >= step || sh.poisoned.load(Relaxed));
+            if sh.poisoned.load(Relaxed) {
+                return Err(LatticeError::Cancelled);
+            }
+            forward?;
+        }
+    } else {
+        for l in 1..=m {
+            far_run(sh, 0, l, true)?;
+            far_run(sh, 1, l, true)?;
+        }
+    }
+    let dry = sh.far_limit.load(Acquire);
+    if dry == u64::MAX {
+        return Ok(None);
+    }
+    // The first dry (level, side) in alternation order, and the levels up
+    // to it.
+    let sizes: Vec<Vec<usize>> = (0..2)
+        .map(|side| lock(&sh.queues[side]).sizes.clone())
+        .collect();
+    let first_dry_side = (0..2)
+        .find(|&side| sizes[side].get(dry as usize - 1) == Some(&0))
+        .unwrap_or(0);
+    let mut visited = 2u64;
+    for (side, levels) in sizes.iter().enumerate() {
+        let upto = if side <= first_dry_side { dry } else { dry - 1 };
+        visited += levels.iter().take(upto as usize).sum::<usize>() as u64;
+    }
+    Ok(Some(visited))
+}
+
+/// Advances `side` to level `target`, or to the level where a direction
+/// ran dry if lower; stops early when that side runs dry (recording the
+/// level) or the far phase is stopped. The leader reports progress and
+/// polls cancellation between levels.
+fn far_run<T: Vid>(
+    sh: &Shared<'_, T>,
+    side: usize,
+    target: u64,
+    leader: bool,
+) -> Result<(), LatticeError> {
+    let s = sh.s;
+    loop {
+        let level = lock(&sh.queues[side]).level;
+        if level >= target.min(sh.far_limit.load(Acquire)) || sh.far_stop.load(Relaxed) {
+            return Ok(());
+        }
+        if leader {
+            let open_total = s.grid.vertices - sh.blocked.load(Relaxed);
+            let span = s.span - s.span / 10;
+            let done = sh.far_visited.load(Relaxed);
+            s.reporter
+                .phase(s.base + s.span / 10, span, done, open_total);
+            if s.reporter.ctl().cancelled() {
+                sh.far_stop.store(true, Relaxed);
+                return Err(LatticeError::Cancelled);
+            }
+        }
+        let new = expand(sh, side);
+        sh.far_visited.fetch_add(new as u64, Relaxed);
+        if new == 0 {
+            sh.far_limit.fetch_min(level + 1, AcqRel);
+            return Ok(());
+        }
+    }
+}
+
 /// The leader's loop: one step (one or two levels) per iteration.
 fn drive<T: Vid>(sh: &Shared<'_, T>) -> Result<(Outcome, u64), LatticeError> {
     let s = sh.s;
@@ -684,6 +799,18 @@ fn drive<T: Vid>(sh: &Shared<'_, T>) -> Result<(Outcome, u64), LatticeError> {
     let mut visited = sides as u64;
     let mut since_check = 0u64;
     let mut step = 0u64;
+    if sides == 2 && far_levels(s.lower_bound) > 0 {
+        step += 1;
+        if let Some(unreachable) = far_phase(sh, step)? {
+            return Ok((Outcome::Unreachable, unreachable));
+        }
+        for side in 0..2 {
+            let q = lock(&sh.queues[side]);
+            level[side] = q.level;
+            size[side] = q.cur.count;
+            visited += q.sizes.iter().sum::<usize>() as u64;
+        }
+    }
     loop {
         if sides == 2 && (size[0] == 0 || size[1] == 0) {
             return Ok((Outcome::Unreachable, visited));
@@ -814,6 +941,7 @@ fn expand<T: Vid>(sh: &Shared<'_, T>, side: usize) -> usize {
         }
     };
     q.level += 1;
+    q.sizes.push(q.cur.count);
     if sh.checkpoints && q.level.is_multiple_of(checkpoint_every(sh.s.grid.d)) {
         q.checkpoints.push(Checkpoint::new(&q.cur));
     }
