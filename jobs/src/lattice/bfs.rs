@@ -74,6 +74,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::bitset::{AtomicBits, claim_in};
 use super::bricks::Bricks;
@@ -382,6 +383,12 @@ struct Shared<'a, T> {
     far_limit: AtomicU64,
     far_stop: AtomicBool,
     far_visited: AtomicU64,
+    /// Far phase: the last level it may reach (lowered when the two sides'
+    /// sizes part, see [`FAR_LAG`]), and per side the levels done and
+    /// their sizes.
+    far_end: AtomicU64,
+    far_done: [AtomicU64; 2],
+    far_sizes: [Mutex<Vec<usize>>; 2],
 }
 
 pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
@@ -442,6 +449,9 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>, ids: Ids) -> Result<Search, LatticeErro
         far_limit: AtomicU64::new(u64::MAX),
         far_stop: AtomicBool::new(false),
         far_visited: AtomicU64::new(0),
+        far_end: AtomicU64::new(u64::MAX),
+        far_done: [AtomicU64::new(0), AtomicU64::new(0)],
+        far_sizes: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
     };
     let mut results = team(threads, |tid| {
         let _flag = FlagOnPanic(&sh.poisoned);
@@ -712,26 +722,32 @@ fn far_levels(lower_bound: u64) -> u64 {
 /// thread count. Returns that count when a direction ran dry.
 fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, LatticeError> {
     let m = far_levels(sh.s.lower_bound);
-    if sh.threads >= 2 {
+    let mut alone = sh.threads < 2;
+    if !alone {
         *lock(&sh.plan) = Plan::Far;
         sh.step.publish(step);
-        let forward = far_run(sh, 0, m, true);
-        if sh.taken.fetch_max(step, AcqRel) < step {
-            // The worker has not shown up: the leader does it all.
-            forward?;
-            far_run(sh, 1, m, true)?;
-        } else {
-            wait_busy(|| sh.finished.load(Acquire) >= step || sh.poisoned.load(Relaxed));
-            if sh.poisoned.load(Relaxed) {
-                return Err(LatticeError::Cancelled);
-            }
-            forward?;
-        }
-    } else {
+        // The sides wait on each other (FAR_LAG), so the backward one must
+        // be running before the forward one starts: a worker that does not
+        // take it at once (descheduled) leaves it all to the leader.
+        let deadline = Instant::now() + Duration::from_millis(1);
+        wait_busy(|| sh.taken.load(Acquire) >= step || Instant::now() >= deadline);
+        alone = sh.taken.fetch_max(step, AcqRel) < step;
+    }
+    if alone {
         for l in 1..=m {
             far_run(sh, 0, l, true)?;
             far_run(sh, 1, l, true)?;
+            if sh.far_done[0].load(Relaxed) < l {
+                break;
+            }
         }
+    } else {
+        let forward = far_run(sh, 0, m, true);
+        wait_busy(|| sh.finished.load(Acquire) >= step || sh.poisoned.load(Relaxed));
+        if sh.poisoned.load(Relaxed) {
+            return Err(LatticeError::Cancelled);
+        }
+        forward?;
     }
     let dry = sh.far_limit.load(Acquire);
     if dry == u64::MAX {
@@ -753,10 +769,19 @@ fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, Latti
     Ok(Some(visited))
 }
 
-/// Advances `side` to level `target`, or to the level where a direction
-/// ran dry if lower; stops early when that side runs dry (recording the
-/// level) or the far phase is stopped. The leader reports progress and
-/// polls cancellation between levels.
+/// How far one side of the far phase may run ahead of the other: level
+/// `t` is expanded only if the two sides' sizes at level `t - FAR_LAG`
+/// are within a factor 2 (the rule of the later steps, which otherwise
+/// advance the smaller side alone). A far phase thus runs at most
+/// `FAR_LAG` levels past the point where the sides part, and the two
+/// threads wait on each other only when one falls `FAR_LAG` levels behind.
+const FAR_LAG: u64 = 4;
+
+/// Advances `side` to level `target`, or less: to the level where a
+/// direction ran dry, or where the sides parted ([`FAR_LAG`]); stops early
+/// when that side runs dry (recording the level) or the far phase is
+/// stopped. The leader reports progress and polls cancellation between
+/// levels.
 fn far_run<T: Vid>(
     sh: &Shared<'_, T>,
     side: usize,
@@ -764,9 +789,14 @@ fn far_run<T: Vid>(
     leader: bool,
 ) -> Result<(), LatticeError> {
     let s = sh.s;
+    let end = || {
+        target
+            .min(sh.far_limit.load(Acquire))
+            .min(sh.far_end.load(Acquire))
+    };
     loop {
-        let level = lock(&sh.queues[side]).level;
-        if level >= target.min(sh.far_limit.load(Acquire)) || sh.far_stop.load(Relaxed) {
+        let level = sh.far_done[side].load(Relaxed);
+        if level >= end() || sh.far_stop.load(Relaxed) || sh.poisoned.load(Relaxed) {
             return Ok(());
         }
         if leader {
@@ -780,7 +810,27 @@ fn far_run<T: Vid>(
                 return Err(LatticeError::Cancelled);
             }
         }
+        if let Some(j) = (level + 1).checked_sub(FAR_LAG).filter(|&j| j >= 1) {
+            let other = side ^ 1;
+            wait_busy(|| {
+                sh.far_done[other].load(Acquire) >= j
+                    || level >= end()
+                    || sh.far_stop.load(Relaxed)
+                    || sh.poisoned.load(Relaxed)
+            });
+            if sh.far_done[other].load(Acquire) < j {
+                continue;
+            }
+            let size = |side: usize| lock(&sh.far_sizes[side])[(j - 1) as usize];
+            let (a, b) = (size(side), size(other));
+            if a.max(b) > 2 * a.min(b) {
+                sh.far_end.fetch_min(j + FAR_LAG - 1, AcqRel);
+                continue;
+            }
+        }
         let new = expand(sh, side);
+        lock(&sh.far_sizes[side]).push(new);
+        sh.far_done[side].store(level + 1, Release);
         sh.far_visited.fetch_add(new as u64, Relaxed);
         if new == 0 {
             sh.far_limit.fetch_min(level + 1, AcqRel);
