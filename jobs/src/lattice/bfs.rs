@@ -40,21 +40,31 @@
 //! plain, branch-free load/store (no atomic read-modify-write).
 //!
 //! Schedule (the same whatever the thread count, so results are identical):
-//! when both frontiers are of similar size (within a factor 2) both
-//! directions advance one level in the same step, otherwise only the smaller
-//! one does (the classic bidirectional rule). Parallelism is one thread per
-//! direction: in a two-direction step with enough work the leader publishes
-//! the step, expands the forward frontier, and meanwhile a worker takes the
-//! backward one (each in its own arrays, so each core mostly works in its
-//! own cache). Whoever comes first takes the backward side (`fetch_max` on
-//! the step number): if the worker has not shown up when the leader is done
-//! (descheduled on a busy machine, or asleep), the leader does it itself, so
-//! the leader only ever waits for work a running worker already holds, and
-//! two threads are never much slower than one. Splitting one level across
-//! threads that write the same bitset words was measured to be slower than
-//! one thread (cache-line ping-pong), so one-direction steps, and
-//! single-source searches, run on the leader alone. The bitsets (the
-//! obstacle rule for every vertex) are built by all threads, taking chunks.
+//! first a far phase ([`far_phase`]): while `2 m` is below the
+//! obstacle-free distance between the sources (a lower bound of the
+//! distance) the two searches cannot meet by level `m`, so both directions
+//! advance to `m = (lower_bound - 1) / 2` with no meeting test, for as long
+//! as their sizes stay within a factor 2 (checked [`FAR_LAG`] levels
+//! behind). With two threads each direction runs on its own thread, with
+//! no hand-off per level (the two only wait for each other when one falls
+//! `FAR_LAG` levels behind); with one, they alternate. Then steps: when
+//! both frontiers are of similar size (within a factor 2) both directions
+//! advance one level in the same step, otherwise only the smaller one does
+//! (the classic bidirectional rule). In a two-direction step with enough
+//! work the leader publishes the step, expands the forward frontier, and
+//! meanwhile a worker takes the backward one (each in its own arrays, so
+//! each core mostly works in its own cache). Whoever comes first takes the
+//! backward side (`fetch_max` on the step number): if the worker has not
+//! shown up when the leader is done (descheduled on a busy machine, or
+//! asleep), the leader does it itself, so the leader only ever waits for
+//! work a running worker already holds, and two threads are never much
+//! slower than one. Splitting one level across threads that write the same
+//! bitset words was measured to be slower than one thread (cache-line
+//! ping-pong; also with plain stores by layers of bricks in three phases,
+//! which balanced the threads but cost a third more per vertex), so
+//! one-direction steps, and single-source searches, run on the leader
+//! alone. The bitsets (the obstacle rule for every vertex) are built by all
+//! threads, taking chunks.
 //!
 //! Meeting: before a step, side F is at level `a`, side B at level `b`, and
 //! no vertex is reached by both, so the distance `D > a + b` (a shortest path
