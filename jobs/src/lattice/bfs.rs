@@ -132,53 +132,55 @@ impl Checkpoint {
         }
     }
 
-    /// The members of `candidates` in this level. Entries outside the
-    /// candidates' index range, or missing from a 64 Kbit filter of them,
-    /// are skipped without a hash lookup.
+    /// The members of `candidates` in this level.
     fn members(&self, candidates: &FastSet) -> FastSet {
-        if let Checkpoint::Bricks(bricks, bits) = self {
-            // Candidate bits per brick, then one pass over the pairs.
-            let mut want: HashMap<u64, u64, BuildHasherDefault<VertexHasher>> = HashMap::default();
-            for &c in candidates {
-                *want.entry(c >> 7).or_default() |= 1 << (c & 63);
-            }
-            let lo = want.keys().copied().min().unwrap_or(u64::MAX);
-            let hi = want.keys().copied().max().unwrap_or(0);
-            let mut out = FastSet::default();
-            for (&b, &w) in bricks.iter().zip(bits) {
-                let b = u64::from(b);
-                if b < lo || b > hi {
-                    continue;
+        match self {
+            Checkpoint::Narrow(vs) => ids_in(vs.iter().map(|&v| u64::from(v)), candidates),
+            Checkpoint::Wide(vs) => ids_in(vs.iter().copied(), candidates),
+            Checkpoint::Bricks(bricks, bits) => {
+                // Candidate bits per brick, then one pass over the pairs.
+                let mut want: HashMap<u64, u64, BuildHasherDefault<VertexHasher>> =
+                    HashMap::default();
+                for &c in candidates {
+                    *want.entry(c >> 7).or_default() |= 1 << (c & 63);
                 }
-                if let Some(&c) = want.get(&b) {
-                    out.extend(BitIds(b * 128, c & w));
+                let lo = want.keys().copied().min().unwrap_or(u64::MAX);
+                let hi = want.keys().copied().max().unwrap_or(0);
+                let mut out = FastSet::default();
+                for (&b, &w) in bricks.iter().zip(bits) {
+                    let b = u64::from(b);
+                    if b < lo || b > hi {
+                        continue;
+                    }
+                    if let Some(&c) = want.get(&b) {
+                        out.extend(BitIds(b * 128, c & w));
+                    }
                 }
+                out
             }
-            return out;
         }
-        let lo = candidates.iter().copied().min().unwrap_or(u64::MAX);
-        let hi = candidates.iter().copied().max().unwrap_or(0);
-        let slot = |v: u64| (v.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize;
-        let mut filter = vec![0u64; 1 << 10];
-        for &c in candidates {
-            filter[slot(c) >> 6] |= 1 << (slot(c) & 63);
-        }
-        let keep = |v: u64| {
+    }
+}
+
+/// The ids of `level` that are in `candidates`. Ids outside the
+/// candidates' range, or missing from a 64 Kbit filter of them, are skipped
+/// without a hash lookup.
+fn ids_in(level: impl Iterator<Item = u64>, candidates: &FastSet) -> FastSet {
+    let lo = candidates.iter().copied().min().unwrap_or(u64::MAX);
+    let hi = candidates.iter().copied().max().unwrap_or(0);
+    let slot = |v: u64| (v.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize;
+    let mut filter = vec![0u64; 1 << 10];
+    for &c in candidates {
+        filter[slot(c) >> 6] |= 1 << (slot(c) & 63);
+    }
+    level
+        .filter(|&v| {
             v >= lo
                 && v <= hi
                 && (filter[slot(v) >> 6] >> (slot(v) & 63)) & 1 == 1
                 && candidates.contains(&v)
-        };
-        match self {
-            Checkpoint::Narrow(vs) => vs
-                .iter()
-                .map(|&v| u64::from(v))
-                .filter(|&v| keep(v))
-                .collect(),
-            Checkpoint::Wide(vs) => vs.iter().copied().filter(|&v| keep(v)).collect(),
-            Checkpoint::Bricks(..) => FastSet::default(),
-        }
-    }
+        })
+        .collect()
 }
 
 /// A multiplicative hasher for `u64` vertex ids (the default SipHash costs
@@ -358,8 +360,6 @@ struct Queues<T> {
     prev: Frontier<T>,
     checkpoints: Vec<Checkpoint>,
     level: u64,
-    /// Vertices in each level `1..=level`.
-    sizes: Vec<usize>,
     /// Bricked numbering only: the bricks the level being built has
     /// reached (a scratch list).
     touched: Vec<T>,
@@ -431,7 +431,6 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>, ids: Ids) -> Result<Search, LatticeErro
                 },
                 cur,
                 level: 0,
-                sizes: Vec::new(),
                 touched: Vec::new(),
             })
         })
@@ -556,10 +555,10 @@ fn worker<T: Vid>(sh: &Shared<'_, T>) {
     let mut seen = 0;
     loop {
         seen = sh.step.wait_past(seen, || sh.poisoned.load(Relaxed));
-        if sh.poisoned.load(Relaxed) || *lock(&sh.plan) == Plan::Exit {
+        let plan = *lock(&sh.plan);
+        if sh.poisoned.load(Relaxed) || plan == Plan::Exit {
             return;
         }
-        let plan = *lock(&sh.plan);
         if sh.taken.fetch_max(seen, AcqRel) < seen {
             if plan == Plan::Far {
                 // Only the leader polls cancellation (and sets far_stop).
@@ -765,9 +764,7 @@ fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, Latti
     }
     // The first dry (level, side) in alternation order, and the levels up
     // to it.
-    let sizes: Vec<Vec<usize>> = (0..2)
-        .map(|side| lock(&sh.queues[side]).sizes.clone())
-        .collect();
+    let sizes = [lock(&sh.far_sizes[0]), lock(&sh.far_sizes[1])];
     let first_dry_side = (0..2)
         .find(|&side| sizes[side].get(dry as usize - 1) == Some(&0))
         .unwrap_or(0);
@@ -868,7 +865,7 @@ fn drive<T: Vid>(sh: &Shared<'_, T>) -> Result<(Outcome, u64), LatticeError> {
             let q = lock(&sh.queues[side]);
             level[side] = q.level;
             size[side] = q.cur.count;
-            visited += q.sizes.iter().sum::<usize>() as u64;
+            visited += lock(&sh.far_sizes[side]).iter().sum::<usize>() as u64;
         }
     }
     loop {
@@ -1001,7 +998,6 @@ fn expand<T: Vid>(sh: &Shared<'_, T>, side: usize) -> usize {
         }
     };
     q.level += 1;
-    q.sizes.push(q.cur.count);
     if sh.checkpoints && q.level.is_multiple_of(checkpoint_every(sh.s.grid.d)) {
         q.checkpoints.push(Checkpoint::new(&q.cur));
     }

@@ -102,9 +102,6 @@ impl Pinning {
         if cpus.len() < threads {
             return none;
         }
-        if std::env::var("FLIP").is_ok() {
-            cpus.swap(0, 1);
-        }
         Pinning {
             cpus,
             saved: Some(mask),
