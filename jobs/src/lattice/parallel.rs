@@ -1,11 +1,11 @@
-//! Small threading helpers: a team of scoped threads, a published counter to
-//! wait on, and range splitting.
+//! Small threading helpers: a team of threads (a persistent pinned pool), a
+//! published counter to wait on, and range splitting.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-use nix::sched::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity};
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
 use super::control::Control;
@@ -32,10 +32,14 @@ pub(crate) fn split(total: u64, parts: usize, part: usize) -> (u64, u64) {
     ((t * i / p) as u64, (t * (i + 1) / p) as u64)
 }
 
-/// Runs `f(0..threads)` with `f(0)` on the calling thread and the others on
-/// crossbeam scoped threads, each pinned to its own CPU ([`Pinning`]);
-/// returns the results in thread order. A panic in any thread is
-/// propagated.
+/// Runs `f(0..threads)` concurrently, one call per thread, and returns the
+/// results in thread order; a panic in any call is propagated (after all
+/// have finished).
+///
+/// The calls run on a process-wide pool of `threads` threads kept between
+/// teams, each pinned to its own CPU ([`Pool`]); the caller waits. While
+/// another team holds that pool (two operations at once), the calls run on
+/// fresh scoped threads instead, so teams never queue behind each other.
 pub(crate) fn team<R, F>(threads: usize, f: F) -> Vec<R>
 where
     R: Send,
@@ -44,23 +48,30 @@ where
     if threads <= 1 {
         return vec![f(0)];
     }
-    let f = &f;
-    let pin = Pinning::plan(threads);
-    let pin = &pin;
+    if let Some(pool) = Pool::get(threads) {
+        let held = match pool.busy.try_lock() {
+            Ok(guard) => Some(guard),
+            // A team panicked while holding it: the pool itself is fine.
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(_held) = held {
+            return pool.threads.broadcast(|ctx| f(ctx.index()));
+        }
+    }
+    scoped(threads, &f)
+}
+
+/// [`team`] on fresh, unpinned scoped threads, `f(0)` on the caller.
+fn scoped<R, F>(threads: usize, f: &F) -> Vec<R>
+where
+    R: Send,
+    F: Fn(usize) -> R + Sync,
+{
     let result = crossbeam::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads)
-            .map(|t| {
-                s.spawn(move |_| {
-                    pin.apply(t);
-                    f(t)
-                })
-            })
-            .collect();
+        let handles: Vec<_> = (1..threads).map(|t| s.spawn(move |_| f(t))).collect();
         let mut out = Vec::with_capacity(threads);
-        pin.apply(0);
-        let restore = Restore(pin);
         out.push(f(0));
-        drop(restore);
         for h in handles {
             match h.join() {
                 Ok(r) => out.push(r),
@@ -75,62 +86,69 @@ where
     }
 }
 
-/// One CPU per thread of a team, for the team's lifetime. The service's
-/// machines are virtual machines whose kernel packs runnable threads onto
-/// as few virtual CPUs as it can: a freshly spawned worker was measured to
-/// wait 1-3 ms to start, and at times to share the leader's CPU for most
-/// of a search while the other CPU idled. Pinning the team to distinct
-/// CPUs (the leader to the one it is on) avoids that; the leader's own
-/// affinity is restored when the team is done. Nothing is pinned when the
-/// process may use fewer CPUs than the team has threads.
-struct Pinning {
-    cpus: Vec<usize>,
-    saved: Option<CpuSet>,
+/// A team's threads, kept for the life of the process (one pool per team
+/// size, created on first use), each pinned to its own CPU when the process
+/// may use enough of them. The service's machines are virtual machines
+/// whose kernel packs runnable threads onto as few virtual CPUs as it can:
+/// a thread spawned while the caller computes was measured to start 2-4 ms
+/// later, queued behind the caller on the caller's CPU, and one moved to
+/// the other CPU by pinning itself 1-3 ms later; a parked thread already
+/// pinned to the other CPU wakes in 30-100 us. The idle pool threads sleep
+/// (no polling).
+struct Pool {
+    threads: rayon_core::ThreadPool,
+    /// Held by the team running on the pool.
+    busy: Mutex<()>,
 }
 
-impl Pinning {
-    fn plan(threads: usize) -> Self {
-        let none = Pinning {
-            cpus: Vec::new(),
-            saved: None,
-        };
-        let (Ok(mask), Ok(here)) = (sched_getaffinity(Pid::from_raw(0)), sched_getcpu()) else {
-            return none;
-        };
-        let mut cpus = vec![here];
-        cpus.extend((0..CpuSet::count()).filter(|&c| c != here && mask.is_set(c).unwrap_or(false)));
-        if cpus.len() < threads {
-            return none;
+impl Pool {
+    /// The pool of `threads` threads, `None` if it cannot be created
+    /// (threads cannot be spawned).
+    fn get(threads: usize) -> Option<&'static Pool> {
+        static POOLS: Mutex<Vec<(usize, &'static Pool)>> = Mutex::new(Vec::new());
+        let mut pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&(_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
+            return Some(pool);
         }
-        Pinning {
-            cpus,
-            saved: Some(mask),
-        }
-    }
-
-    /// Pins the calling thread, team member `t`. Failure is harmless (the
-    /// thread runs wherever the kernel puts it).
-    fn apply(&self, t: usize) {
-        if self.saved.is_none() {
-            return;
-        }
-        let mut one = CpuSet::new();
-        if let Some(&cpu) = self.cpus.get(t)
-            && one.set(cpu).is_ok()
-        {
-            let _ = sched_setaffinity(Pid::from_raw(0), &one);
-        }
+        let cpus = allowed_cpus();
+        let pin = cpus.len() >= threads;
+        let pool = rayon_core::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|t| format!("lattice-team-{t}"))
+            .start_handler(move |t| {
+                if pin {
+                    pin_to(cpus[t]);
+                }
+            })
+            .build()
+            .ok()?;
+        // Leaked on purpose: the pool lives as long as the process.
+        let pool: &'static Pool = Box::leak(Box::new(Pool {
+            threads: pool,
+            busy: Mutex::new(()),
+        }));
+        pools.push((threads, pool));
+        Some(pool)
     }
 }
 
-/// Gives the leader its affinity back when dropped (also on a panic).
-struct Restore<'a>(&'a Pinning);
+/// The CPUs the process may run on (empty if unknown).
+fn allowed_cpus() -> Vec<usize> {
+    sched_getaffinity(Pid::from_raw(0))
+        .map(|mask| {
+            (0..CpuSet::count())
+                .filter(|&c| mask.is_set(c).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
-impl Drop for Restore<'_> {
-    fn drop(&mut self) {
-        if let Some(mask) = &self.0.saved {
-            let _ = sched_setaffinity(Pid::from_raw(0), mask);
-        }
+/// Pins the calling thread to `cpu`. Failure is harmless (the thread runs
+/// wherever the kernel puts it).
+fn pin_to(cpu: usize) {
+    let mut one = CpuSet::new();
+    if one.set(cpu).is_ok() {
+        let _ = sched_setaffinity(Pid::from_raw(0), &one);
     }
 }
 
@@ -280,34 +298,55 @@ mod tests {
         }
     }
 
-    /// Team threads run on distinct CPUs while the team lasts (when the
-    /// process may use enough of them), and the caller gets its affinity
-    /// back afterwards, also when it panicked.
+    /// Team threads run on distinct CPUs (when the process may use enough
+    /// of them), the caller's own affinity is left alone, and a panic in a
+    /// team is propagated without breaking the pool for the next team.
     #[test]
-    fn team_pins_and_restores() {
+    fn team_pins_and_survives_a_panic() {
         let me = || sched_getaffinity(Pid::from_raw(0)).unwrap();
-        let allowed = |m: &CpuSet| {
+        let cpus = |m: &CpuSet| {
             (0..CpuSet::count())
                 .filter(|&c| m.is_set(c).unwrap())
                 .collect::<Vec<_>>()
         };
-        let before = allowed(&me());
-        let inside = team(2, |_| allowed(&me()));
-        if before.len() >= 2 {
-            assert_eq!(inside[0].len(), 1, "{inside:?}");
-            assert_eq!(inside[1].len(), 1, "{inside:?}");
-            assert_ne!(inside[0], inside[1]);
-        } else {
-            assert_eq!(inside[0], before);
+        let before = cpus(&me());
+        for _ in 0..2 {
+            let inside = team(2, |_| cpus(&me()));
+            if before.len() >= 2 {
+                assert_eq!(inside[0].len(), 1, "{inside:?}");
+                assert_eq!(inside[1].len(), 1, "{inside:?}");
+                assert_ne!(inside[0], inside[1]);
+            }
+            assert_eq!(cpus(&me()), before);
+            let panicked = std::panic::catch_unwind(|| {
+                team(2, |t| {
+                    assert_ne!(t, 0, "leader fails");
+                })
+            });
+            assert!(panicked.is_err());
         }
-        assert_eq!(allowed(&me()), before);
-        let panicked = std::panic::catch_unwind(|| {
+        assert_eq!(team(2, |t| t + 1), vec![1, 2]);
+    }
+
+    /// Two teams at once (two operations on one machine) both run all
+    /// their threads together: each team's threads meet at a barrier, which
+    /// would hang if one team queued behind the other.
+    #[test]
+    fn concurrent_teams_run_side_by_side() {
+        let run = || {
+            let barrier = std::sync::Barrier::new(2);
             team(2, |t| {
-                assert_ne!(t, 0, "leader fails");
+                barrier.wait();
+                t
             })
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(run);
+            let b = s.spawn(run);
+            (a.join().unwrap(), b.join().unwrap())
         });
-        assert!(panicked.is_err());
-        assert_eq!(allowed(&me()), before);
+        assert_eq!(a, vec![0, 1]);
+        assert_eq!(b, vec![0, 1]);
     }
 
     #[test]
