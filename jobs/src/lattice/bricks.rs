@@ -28,7 +28,7 @@
 //! bits the level being built has reached (word `2 * brick + 1`).
 
 use super::geometry::{FastDiv, Grid, for_each_coord};
-use super::obstacles::rule_lanes;
+use super::obstacles::rule_offsets;
 use super::spec::MAX_DIMENSIONS;
 
 const MAXD: usize = MAX_DIMENSIONS as usize;
@@ -177,7 +177,6 @@ impl Bricks {
         // Brick coordinates of the current word, advanced like an odometer.
         let mut at = [0u64; MAXD];
         let mut real = false;
-        let mut idx = [0u64; 64];
         for (i, word) in out.iter_mut().enumerate() {
             let w = first_word + i as u64;
             if w % 2 == 1 {
@@ -214,10 +213,7 @@ impl Bricks {
             let bits = if threshold == 0 {
                 0
             } else {
-                for (x, off) in idx.iter_mut().zip(self.offset) {
-                    *x = base.wrapping_add(off);
-                }
-                rule_lanes(seed, threshold, &idx) & valid
+                rule_offsets(seed, threshold, base, &self.offset) & valid
             };
             blocked += u64::from(bits.count_ones());
             *word = bits | !valid;

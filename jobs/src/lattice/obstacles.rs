@@ -131,8 +131,9 @@ pub(crate) fn rule_bits(seed: u64, threshold: u64, first: u64, count: u32) -> u6
     })
 }
 
-/// Bit `i` of the result: the rule for vertex `idx[i]` (any indices).
-pub(crate) fn rule_lanes(seed: u64, threshold: u64, idx: &[u64; 64]) -> u64 {
+/// Bit `i` of the result: the rule for vertex `base + offset[i]`
+/// (wrapping; any offsets).
+pub(crate) fn rule_offsets(seed: u64, threshold: u64, base: u64, offset: &[u64; 64]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512dq")
@@ -140,10 +141,10 @@ pub(crate) fn rule_lanes(seed: u64, threshold: u64, idx: &[u64; 64]) -> u64 {
         // SAFETY: the CPU supports the features the function is compiled for.
         #[allow(unsafe_code)]
         unsafe {
-            return avx512::rule_lanes(seed, threshold, idx);
+            return avx512::rule_offsets(seed, threshold, base, offset);
         }
     }
-    rule_lanes_scalar(seed, threshold, idx)
+    rule_lanes_scalar(seed, threshold, &offset.map(|o| base.wrapping_add(o)))
 }
 
 fn rule_lanes_scalar(seed: u64, threshold: u64, idx: &[u64; 64]) -> u64 {
@@ -195,14 +196,15 @@ mod avx512 {
         _mm512_add_epi64(_mm512_set1_epi64(first as i64), lanes)
     }
 
-    /// [`super::rule_lanes_scalar`], 8 lanes at a time.
+    /// [`super::rule_offsets`], 8 lanes at a time.
     #[target_feature(enable = "avx512f,avx512dq")]
-    pub(super) fn rule_lanes(seed: u64, threshold: u64, idx: &[u64; 64]) -> u64 {
+    pub(super) fn rule_offsets(seed: u64, threshold: u64, base: u64, offset: &[u64; 64]) -> u64 {
+        let base = _mm512_set1_epi64(base as i64);
         let mut word = 0u64;
-        for (j, l) in idx.as_chunks::<8>().0.iter().enumerate() {
+        for (j, l) in offset.as_chunks::<8>().0.iter().enumerate() {
             let l = l.map(|x| x as i64);
             let v = _mm512_set_epi64(l[7], l[6], l[5], l[4], l[3], l[2], l[1], l[0]);
-            word |= blocked8(seed, threshold, v) << (8 * j);
+            word |= blocked8(seed, threshold, _mm512_add_epi64(v, base)) << (8 * j);
         }
         word
     }
@@ -315,13 +317,20 @@ mod tests {
     }
 
     #[test]
-    fn lanes_rule_matches_scalar() {
+    fn offsets_rule_matches_scalar() {
         let thr = obstacle_threshold(0.25);
-        let idx: [u64; 64] = std::array::from_fn(|i| splitmix64(i as u64) >> (i % 40));
-        let want = rule_lanes_scalar(5, thr, &idx);
-        assert_eq!(rule_lanes(5, thr, &idx), want);
-        for (i, &v) in idx.iter().enumerate() {
-            assert_eq!((want >> i) & 1 == 1, blocked_by_rule(5, thr, v));
+        let offset: [u64; 64] = std::array::from_fn(|i| splitmix64(i as u64) >> (i % 40));
+        // Bases near the top of the range make some indices wrap.
+        for base in [0u64, 12_345, u64::MAX - (1 << 30)] {
+            let idx = offset.map(|o| base.wrapping_add(o));
+            let got = rule_offsets(5, thr, base, &offset);
+            for (i, &v) in idx.iter().enumerate() {
+                assert_eq!(
+                    (got >> i) & 1 == 1,
+                    blocked_by_rule(5, thr, v),
+                    "base {base} bit {i}"
+                );
+            }
         }
     }
 
