@@ -39,15 +39,23 @@
 //! Each array has a single writer at any time, so claiming a vertex is a
 //! plain, branch-free load/store (no atomic read-modify-write).
 //!
-//! Schedule (the same whatever the thread count, so results are identical):
-//! first a far phase ([`far_phase`]): while `2 m` is below the
+//! Schedule: first a far phase ([`far_phase`]): while `a + b` is below the
 //! obstacle-free distance between the sources (a lower bound of the
-//! distance) the two searches cannot meet by level `m`, so both directions
-//! advance to `m = (lower_bound - 1) / 2` with no meeting test, for as long
-//! as their sizes stay within a factor 2 (checked [`FAR_LAG`] levels
-//! behind). With two threads each direction runs on its own thread, with
-//! no hand-off per level (the two only wait for each other when one falls
-//! `FAR_LAG` levels behind); with one, they alternate. Then steps: when
+//! distance) the searches cannot meet with the forward one at level `a`
+//! and the backward one at level `b`, so both directions advance with no
+//! meeting test, for as long as their sizes stay within a factor 2
+//! (checked [`FAR_LAG`] levels behind). With one thread they alternate up
+//! to `m = (lower_bound - 1) / 2` each. With two, each direction runs on
+//! its own thread as fast as that thread goes, with no hand-off and no
+//! wait per level, and the two share the `lower_bound - 1` levels by
+//! claiming them one at a time: a thread on a slower (or busier) CPU does
+//! fewer of them, instead of holding the other back. Which levels each side
+//! reaches then depends on timing, so with two threads the path returned
+//! is one shortest path, not always the same one among equally short
+//! paths, and the count of visited vertices varies; the distance does not.
+//! (An even split was measured here 15-20% slower in the median: the
+//! virtual CPUs of this machine often run at different speeds while both
+//! are busy.) Then steps: when
 //! both frontiers are of similar size (within a factor 2) both directions
 //! advance one level in the same step, otherwise only the smaller one does
 //! (the classic bidirectional rule). In a two-direction step with enough
@@ -75,8 +83,7 @@
 //! previous frontier (level `a` or `b`) proves `D = a + b + 1`; failing
 //! that, a vertex new on both sides proves `D = a + b + 2` (this membership
 //! test runs once, in the step where the sides first touch). The smallest
-//! meeting index of the decisive kind is kept, so the path does not depend
-//! on the thread count. Meetings are only looked for once `a + b` can reach
+//! meeting index of the decisive kind is kept. Meetings are only looked for once `a + b` can reach
 //! the obstacle-free distance between the sources (a lower bound of `D`).
 
 use std::collections::{HashMap, HashSet};
@@ -394,11 +401,13 @@ struct Shared<'a, T> {
     far_stop: AtomicBool,
     far_visited: AtomicU64,
     /// Far phase: the last level it may reach (lowered when the two sides'
-    /// sizes part, see [`FAR_LAG`]), and per side the levels done and
-    /// their sizes.
+    /// sizes part, see [`FAR_LAG`]), per side the levels done and their
+    /// sizes, and the levels claimed by both sides (at most
+    /// `lower_bound - 1`).
     far_end: AtomicU64,
     far_done: [AtomicU64; 2],
     far_sizes: [Mutex<Vec<usize>>; 2],
+    far_claimed: AtomicU64,
 }
 
 pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
@@ -461,6 +470,7 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>, ids: Ids) -> Result<Search, LatticeErro
         far_end: AtomicU64::new(u64::MAX),
         far_done: [AtomicU64::new(0), AtomicU64::new(0)],
         far_sizes: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
+        far_claimed: AtomicU64::new(0),
     };
     let mut results = team(threads, |tid| {
         let _flag = FlagOnPanic(&sh.poisoned);
@@ -562,7 +572,7 @@ fn worker<T: Vid>(sh: &Shared<'_, T>) {
         if sh.taken.fetch_max(seen, AcqRel) < seen {
             if plan == Plan::Far {
                 // Only the leader polls cancellation (and sets far_stop).
-                let _ = far_run(sh, 1, far_levels(sh.s.lower_bound), false);
+                let _ = far_run(sh, 1, None, false);
             } else {
                 expand(sh, 1);
             }
@@ -714,44 +724,47 @@ fn split_by_previous<T: Vid>(sh: &Shared<'_, T>, side: usize, candidates: &[u64]
 }
 
 /// Levels each direction of a two-source search advances in the far
-/// phase: `m` with `2 m < lower_bound`, so no vertex can be reached from
-/// both sides by then (the two searches cannot meet before level `m`).
+/// phase with one thread: `m` with `2 m < lower_bound`, so no vertex can
+/// be reached from both sides by then (the two searches cannot meet before
+/// level `m`).
 fn far_levels(lower_bound: u64) -> u64 {
     lower_bound.saturating_sub(1) / 2
 }
 
-/// The far phase of a two-source search: both directions advance to level
-/// [`far_levels`] with no meeting test, so with two threads each runs its
-/// own direction with no hand-off per level (the steps' hand-offs and the
-/// wait for the slower side of every step were measured at a sixth of a
-/// search). With one thread the directions alternate level by level. When
-/// a direction runs dry at level `d` (no path), the other still advances
-/// to level `d`, and the vertices reported are those of the levels the
-/// alternation reaches up to the first dry level: the same whatever the
-/// thread count. Returns that count when a direction ran dry.
+/// The far phase of a two-source search: the directions advance with no
+/// meeting test while `a + b < lower_bound`. With one thread (or when the
+/// worker does not show up at once) they alternate level by level up to
+/// [`far_levels`]; when a direction runs dry at level `d` (no path), the
+/// other still advances to level `d`, and the vertices reported are those
+/// of the levels the alternation reaches up to the first dry level. With
+/// two threads each runs its own direction, with no hand-off per level
+/// (the steps' hand-offs and the wait for the slower side of every step
+/// were measured at a sixth of a search), taking levels from the shared
+/// budget of `lower_bound - 1` until it is spent; when a direction runs dry
+/// the other stops, and every vertex reached is reported. Returns that
+/// count when a direction ran dry.
 fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, LatticeError> {
-    let m = far_levels(sh.s.lower_bound);
     let mut alone = sh.threads < 2;
     if !alone {
         *lock(&sh.plan) = Plan::Far;
         sh.step.publish(step);
-        // The sides wait on each other (FAR_LAG), so the backward one must
-        // be running before the forward one starts: a worker that does not
-        // take it at once (descheduled) leaves it all to the leader.
+        // A worker that does not take the backward side at once
+        // (descheduled) leaves both to the leader, alternating: with the
+        // shared budget the forward side alone would otherwise take it all.
         let deadline = Instant::now() + Duration::from_millis(1);
         wait_busy(|| sh.taken.load(Acquire) >= step || Instant::now() >= deadline);
         alone = sh.taken.fetch_max(step, AcqRel) < step;
     }
     if alone {
-        for l in 1..=m {
-            far_run(sh, 0, l, true)?;
-            far_run(sh, 1, l, true)?;
+        for l in 1..=far_levels(sh.s.lower_bound) {
+            far_run(sh, 0, Some(l), true)?;
+            far_run(sh, 1, Some(l), true)?;
             if sh.far_done[0].load(Relaxed) < l {
                 break;
             }
         }
     } else {
-        let forward = far_run(sh, 0, m, true);
+        let forward = far_run(sh, 0, None, true);
         wait_busy(|| sh.finished.load(Acquire) >= step || sh.poisoned.load(Relaxed));
         if sh.poisoned.load(Relaxed) {
             return Err(LatticeError::Cancelled);
@@ -762,9 +775,13 @@ fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, Latti
     if dry == u64::MAX {
         return Ok(None);
     }
+    let sizes = [lock(&sh.far_sizes[0]), lock(&sh.far_sizes[1])];
+    if !alone {
+        let reached: usize = sizes.iter().map(|l| l.iter().sum::<usize>()).sum();
+        return Ok(Some(2 + reached as u64));
+    }
     // The first dry (level, side) in alternation order, and the levels up
     // to it.
-    let sizes = [lock(&sh.far_sizes[0]), lock(&sh.far_sizes[1])];
     let first_dry_side = (0..2)
         .find(|&side| sizes[side].get(dry as usize - 1) == Some(&0))
         .unwrap_or(0);
@@ -776,29 +793,38 @@ fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, Latti
     Ok(Some(visited))
 }
 
-/// How far one side of the far phase may run ahead of the other: level
-/// `t` is expanded only if the two sides' sizes at level `t - FAR_LAG`
-/// are within a factor 2 (the rule of the later steps, which otherwise
-/// advance the smaller side alone). A far phase thus runs at most
-/// `FAR_LAG` levels past the point where the sides part, and the two
-/// threads wait on each other only when one falls `FAR_LAG` levels behind.
+/// How far behind the far phase compares the two sides' sizes: level `t`
+/// is expanded only if the sizes at level `t - FAR_LAG` are within a factor
+/// 2 or not both known yet (the rule of the later steps, which otherwise
+/// advance the smaller side alone). When they are not, the far phase ends
+/// at level `t - 1` (sides already past it stop there too); with one thread
+/// it thus runs at most `FAR_LAG` levels past the point where the sides
+/// part. The lag lets each thread go on without waiting for the other.
 const FAR_LAG: u64 = 4;
 
-/// Advances `side` to level `target`, or less: to the level where a
-/// direction ran dry, or where the sides parted ([`FAR_LAG`]); stops early
-/// when that side runs dry (recording the level) or the far phase is
-/// stopped. The leader reports progress and polls cancellation between
-/// levels.
+/// Advances `side` to level `target` (`None`: as far as the shared budget
+/// of levels allows, stopping as soon as either direction runs dry), or
+/// less: to the level where a direction ran dry, or where the sides parted
+/// ([`FAR_LAG`]); stops early when that side runs dry (recording the
+/// level) or the far phase is stopped. The leader reports progress and
+/// polls cancellation between levels.
 fn far_run<T: Vid>(
     sh: &Shared<'_, T>,
     side: usize,
-    target: u64,
+    target: Option<u64>,
     leader: bool,
 ) -> Result<(), LatticeError> {
     let s = sh.s;
     let end = || {
+        let dry = sh.far_limit.load(Acquire);
+        let dry = if target.is_none() && dry != u64::MAX {
+            0
+        } else {
+            dry
+        };
         target
-            .min(sh.far_limit.load(Acquire))
+            .unwrap_or(u64::MAX)
+            .min(dry)
             .min(sh.far_end.load(Acquire))
     };
     loop {
@@ -819,21 +845,18 @@ fn far_run<T: Vid>(
         }
         if let Some(j) = (level + 1).checked_sub(FAR_LAG).filter(|&j| j >= 1) {
             let other = side ^ 1;
-            wait_busy(|| {
-                sh.far_done[other].load(Acquire) >= j
-                    || level >= end()
-                    || sh.far_stop.load(Relaxed)
-                    || sh.poisoned.load(Relaxed)
-            });
-            if sh.far_done[other].load(Acquire) < j {
-                continue;
+            if sh.far_done[other].load(Acquire) >= j {
+                let size = |side: usize| lock(&sh.far_sizes[side])[(j - 1) as usize];
+                let (a, b) = (size(side), size(other));
+                if a.max(b) > 2 * a.min(b) {
+                    sh.far_end.fetch_min(j + FAR_LAG - 1, AcqRel);
+                    continue;
+                }
             }
-            let size = |side: usize| lock(&sh.far_sizes[side])[(j - 1) as usize];
-            let (a, b) = (size(side), size(other));
-            if a.max(b) > 2 * a.min(b) {
-                sh.far_end.fetch_min(j + FAR_LAG - 1, AcqRel);
-                continue;
-            }
+        }
+        // `a + b < lower_bound` whoever takes the levels.
+        if sh.far_claimed.fetch_add(1, AcqRel) >= s.lower_bound - 1 {
+            return Ok(());
         }
         let new = expand(sh, side);
         lock(&sh.far_sizes[side]).push(new);
