@@ -49,7 +49,9 @@
 //! its own thread as fast as that thread goes, with no hand-off and no
 //! wait per level, and the two share the `lower_bound - 1` levels by
 //! claiming them one at a time: a thread on a slower (or busier) CPU does
-//! fewer of them, instead of holding the other back. Which levels each side
+//! fewer of them, instead of holding the other back (until the worker
+//! shows up, the leader alternates; the worker then takes the backward
+//! side over, however late). Which levels each side
 //! reaches then depends on timing, so with two threads the path returned
 //! is one shortest path, not always the same one among equally short
 //! paths, and the count of visited vertices varies; the distance does not.
@@ -89,9 +91,8 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 use super::bitset::{AtomicBits, claim_in};
 use super::bricks::Bricks;
@@ -408,6 +409,26 @@ struct Shared<'a, T> {
     far_done: [AtomicU64; 2],
     far_sizes: [Mutex<Vec<usize>>; 2],
     far_claimed: AtomicU64,
+    /// Far phase with two threads: who runs the backward side
+    /// ([`Backward`]).
+    far_backward: AtomicU8,
+}
+
+/// Who runs the backward side of a two-thread far phase: the leader
+/// expands its levels between its forward ones until the worker shows up
+/// and takes it over, however late, unless the leader has closed the far
+/// phase by then.
+struct Backward;
+
+impl Backward {
+    /// Nobody now: the leader may expand a level, the worker take it over.
+    const FREE: u8 = 0;
+    /// The leader is expanding a level (the worker waits for it).
+    const LEADER: u8 = 1;
+    /// The worker has it, to the end of the far phase.
+    const WORKER: u8 = 2;
+    /// The far phase is over without the worker.
+    const CLOSED: u8 = 3;
 }
 
 pub(crate) fn run(s: &SearchSetup<'_>) -> Result<Search, LatticeError> {
@@ -471,6 +492,7 @@ fn run_with<T: Vid>(s: &SearchSetup<'_>, ids: Ids) -> Result<Search, LatticeErro
         far_done: [AtomicU64::new(0), AtomicU64::new(0)],
         far_sizes: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
         far_claimed: AtomicU64::new(0),
+        far_backward: AtomicU8::new(Backward::FREE),
     };
     let mut results = team(threads, |tid| {
         let _flag = FlagOnPanic(&sh.poisoned);
@@ -569,13 +591,14 @@ fn worker<T: Vid>(sh: &Shared<'_, T>) {
         if sh.poisoned.load(Relaxed) || plan == Plan::Exit {
             return;
         }
-        if sh.taken.fetch_max(seen, AcqRel) < seen {
-            if plan == Plan::Far {
+        if plan == Plan::Far {
+            if take_backward(sh) {
                 // Only the leader polls cancellation (and sets far_stop).
-                let _ = far_run(sh, 1, None, false);
-            } else {
-                expand(sh, 1);
+                while let Ok(true) = far_level(sh, 1, None, false) {}
+                sh.finished.store(seen, Release);
             }
+        } else if sh.taken.fetch_max(seen, AcqRel) < seen {
+            expand(sh, 1);
             sh.finished.store(seen, Release);
         }
     }
@@ -732,51 +755,59 @@ fn far_levels(lower_bound: u64) -> u64 {
 }
 
 /// The far phase of a two-source search: the directions advance with no
-/// meeting test while `a + b < lower_bound`. With one thread (or when the
-/// worker does not show up at once) they alternate level by level up to
-/// [`far_levels`]; when a direction runs dry at level `d` (no path), the
-/// other still advances to level `d`, and the vertices reported are those
-/// of the levels the alternation reaches up to the first dry level. With
-/// two threads each runs its own direction, with no hand-off per level
-/// (the steps' hand-offs and the wait for the slower side of every step
-/// were measured at a sixth of a search), taking levels from the shared
-/// budget of `lower_bound - 1` until it is spent; when a direction runs dry
-/// the other stops, and every vertex reached is reported. Returns that
-/// count when a direction ran dry.
+/// meeting test while `a + b < lower_bound`. With one thread they
+/// alternate level by level up to [`far_levels`]; when a direction runs
+/// dry at level `d` (no path), the other still advances to level `d`, and
+/// the vertices reported are those of the levels the alternation reaches
+/// up to the first dry level. With two, each direction runs on its own
+/// thread, with no hand-off per level (the steps' hand-offs and the wait
+/// for the slower side of every step were measured at a sixth of a
+/// search), both taking levels from the shared budget of
+/// `lower_bound - 1` until it is spent; until the worker shows up (woken
+/// late, or its CPU busy) the leader alternates, and the worker takes the
+/// backward side over whenever it comes ([`Backward`]). When a direction
+/// runs dry the other stops, and every vertex reached is reported.
+/// Returns that count when a direction ran dry.
 fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, LatticeError> {
-    let mut alone = sh.threads < 2;
-    if !alone {
+    let shared = sh.threads >= 2;
+    if shared {
         *lock(&sh.plan) = Plan::Far;
+        // Not a step to take with `taken` ([`Backward`] decides): a worker
+        // that sees this step number only after the next plan is set must
+        // not take that plan's backward expansion as this step's.
+        sh.taken.fetch_max(step, AcqRel);
         sh.step.publish(step);
-        // A worker that does not take the backward side at once
-        // (descheduled) leaves both to the leader, alternating: with the
-        // shared budget the forward side alone would otherwise take it all.
-        let deadline = Instant::now() + Duration::from_millis(1);
-        wait_busy(|| sh.taken.load(Acquire) >= step || Instant::now() >= deadline);
-        alone = sh.taken.fetch_max(step, AcqRel) < step;
-    }
-    if alone {
+        let mut ran = far_shared(sh);
+        // The backward side is the leader's (closed) or the worker's, who
+        // must be done with it before the steps.
+        let closed =
+            sh.far_backward
+                .compare_exchange(Backward::FREE, Backward::CLOSED, AcqRel, Acquire);
+        if closed.is_err() {
+            if ran.is_err() {
+                sh.far_stop.store(true, Relaxed);
+            }
+            wait_busy(|| sh.finished.load(Acquire) >= step || sh.poisoned.load(Relaxed));
+            if sh.poisoned.load(Relaxed) {
+                ran = Err(LatticeError::Cancelled);
+            }
+        }
+        ran?;
+    } else {
         for l in 1..=far_levels(sh.s.lower_bound) {
-            far_run(sh, 0, Some(l), true)?;
-            far_run(sh, 1, Some(l), true)?;
+            while far_level(sh, 0, Some(l), true)? {}
+            while far_level(sh, 1, Some(l), true)? {}
             if sh.far_done[0].load(Relaxed) < l {
                 break;
             }
         }
-    } else {
-        let forward = far_run(sh, 0, None, true);
-        wait_busy(|| sh.finished.load(Acquire) >= step || sh.poisoned.load(Relaxed));
-        if sh.poisoned.load(Relaxed) {
-            return Err(LatticeError::Cancelled);
-        }
-        forward?;
     }
     let dry = sh.far_limit.load(Acquire);
     if dry == u64::MAX {
         return Ok(None);
     }
     let sizes = [lock(&sh.far_sizes[0]), lock(&sh.far_sizes[1])];
-    if !alone {
+    if shared {
         let reached: usize = sizes.iter().map(|l| l.iter().sum::<usize>()).sum();
         return Ok(Some(2 + reached as u64));
     }
@@ -793,6 +824,53 @@ fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, Latti
     Ok(Some(visited))
 }
 
+/// The leader's part of a two-thread far phase: the forward side, and a
+/// backward level after each forward one for as long as the worker has
+/// not taken that side over.
+fn far_shared<T: Vid>(sh: &Shared<'_, T>) -> Result<(), LatticeError> {
+    let (mut forward, mut backward) = (true, true);
+    while forward || backward {
+        if forward {
+            forward = far_level(sh, 0, None, true)?;
+        }
+        if backward {
+            match sh.far_backward.compare_exchange(
+                Backward::FREE,
+                Backward::LEADER,
+                AcqRel,
+                Acquire,
+            ) {
+                Ok(_) => {
+                    let level = far_level(sh, 1, None, true);
+                    sh.far_backward.store(Backward::FREE, Release);
+                    backward = level?;
+                }
+                // The worker has it.
+                Err(_) => backward = false,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The worker's claim on the backward side of a two-thread far phase
+/// ([`Backward`]): false when the leader closed the far phase first.
+fn take_backward<T: Vid>(sh: &Shared<'_, T>) -> bool {
+    loop {
+        match sh.far_backward.compare_exchange_weak(
+            Backward::FREE,
+            Backward::WORKER,
+            AcqRel,
+            Acquire,
+        ) {
+            Ok(_) => return true,
+            Err(Backward::CLOSED) => return false,
+            // The leader is expanding a level of it (or a spurious failure).
+            Err(_) => std::hint::spin_loop(),
+        }
+    }
+}
+
 /// How far behind the far phase compares the two sides' sizes: level `t`
 /// is expanded only if the sizes at level `t - FAR_LAG` are within a factor
 /// 2 or not both known yet (the rule of the later steps, which otherwise
@@ -802,18 +880,18 @@ fn far_phase<T: Vid>(sh: &Shared<'_, T>, step: u64) -> Result<Option<u64>, Latti
 /// part. The lag lets each thread go on without waiting for the other.
 const FAR_LAG: u64 = 4;
 
-/// Advances `side` to level `target` (`None`: as far as the shared budget
-/// of levels allows, stopping as soon as either direction runs dry), or
-/// less: to the level where a direction ran dry, or where the sides parted
-/// ([`FAR_LAG`]); stops early when that side runs dry (recording the
-/// level) or the far phase is stopped. The leader reports progress and
-/// polls cancellation between levels.
-fn far_run<T: Vid>(
+/// Expands the next level of `side` in the far phase, unless it is done:
+/// at level `target` (`None`: when the shared budget of levels is spent, or
+/// as soon as either direction ran dry), at the level where a direction
+/// ran dry, or where the sides parted ([`FAR_LAG`]), or when the far phase
+/// is stopped. Returns whether it expanded a level (false: this side is
+/// done). The leader reports progress and polls cancellation first.
+fn far_level<T: Vid>(
     sh: &Shared<'_, T>,
     side: usize,
     target: Option<u64>,
     leader: bool,
-) -> Result<(), LatticeError> {
+) -> Result<bool, LatticeError> {
     let s = sh.s;
     let end = || {
         let dry = sh.far_limit.load(Acquire);
@@ -827,46 +905,45 @@ fn far_run<T: Vid>(
             .min(dry)
             .min(sh.far_end.load(Acquire))
     };
-    loop {
-        let level = sh.far_done[side].load(Relaxed);
-        if level >= end() || sh.far_stop.load(Relaxed) || sh.poisoned.load(Relaxed) {
-            return Ok(());
-        }
-        if leader {
-            let open_total = s.grid.vertices - sh.blocked.load(Relaxed);
-            let span = s.span - s.span / 10;
-            let done = sh.far_visited.load(Relaxed);
-            s.reporter
-                .phase(s.base + s.span / 10, span, done, open_total);
-            if s.reporter.ctl().cancelled() {
-                sh.far_stop.store(true, Relaxed);
-                return Err(LatticeError::Cancelled);
-            }
-        }
-        if let Some(j) = (level + 1).checked_sub(FAR_LAG).filter(|&j| j >= 1) {
-            let other = side ^ 1;
-            if sh.far_done[other].load(Acquire) >= j {
-                let size = |side: usize| lock(&sh.far_sizes[side])[(j - 1) as usize];
-                let (a, b) = (size(side), size(other));
-                if a.max(b) > 2 * a.min(b) {
-                    sh.far_end.fetch_min(j + FAR_LAG - 1, AcqRel);
-                    continue;
-                }
-            }
-        }
-        // `a + b < lower_bound` whoever takes the levels.
-        if sh.far_claimed.fetch_add(1, AcqRel) >= s.lower_bound - 1 {
-            return Ok(());
-        }
-        let new = expand(sh, side);
-        lock(&sh.far_sizes[side]).push(new);
-        sh.far_done[side].store(level + 1, Release);
-        sh.far_visited.fetch_add(new as u64, Relaxed);
-        if new == 0 {
-            sh.far_limit.fetch_min(level + 1, AcqRel);
-            return Ok(());
+    let level = sh.far_done[side].load(Relaxed);
+    if level >= end() || sh.far_stop.load(Relaxed) || sh.poisoned.load(Relaxed) {
+        return Ok(false);
+    }
+    if leader {
+        let open_total = s.grid.vertices - sh.blocked.load(Relaxed);
+        let span = s.span - s.span / 10;
+        let done = sh.far_visited.load(Relaxed);
+        s.reporter
+            .phase(s.base + s.span / 10, span, done, open_total);
+        if s.reporter.ctl().cancelled() {
+            sh.far_stop.store(true, Relaxed);
+            return Err(LatticeError::Cancelled);
         }
     }
+    if let Some(j) = (level + 1).checked_sub(FAR_LAG).filter(|&j| j >= 1) {
+        let other = side ^ 1;
+        if sh.far_done[other].load(Acquire) >= j {
+            let size = |side: usize| lock(&sh.far_sizes[side])[(j - 1) as usize];
+            let (a, b) = (size(side), size(other));
+            if a.max(b) > 2 * a.min(b) {
+                sh.far_end.fetch_min(j + FAR_LAG - 1, AcqRel);
+                return Ok(false);
+            }
+        }
+    }
+    // `a + b < lower_bound` whoever takes the levels.
+    if sh.far_claimed.fetch_add(1, AcqRel) >= s.lower_bound - 1 {
+        return Ok(false);
+    }
+    let new = expand(sh, side);
+    lock(&sh.far_sizes[side]).push(new);
+    sh.far_done[side].store(level + 1, Release);
+    sh.far_visited.fetch_add(new as u64, Relaxed);
+    if new == 0 {
+        sh.far_limit.fetch_min(level + 1, AcqRel);
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// The leader's loop: one step (one or two levels) per iteration.
