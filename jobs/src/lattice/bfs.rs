@@ -51,16 +51,15 @@
 //! claiming them one at a time: a thread on a slower (or busier) CPU does
 //! fewer of them, instead of holding the other back (until the worker
 //! shows up, the leader alternates; the worker then takes the backward
-//! side over, however late). Which levels each side
-//! reaches then depends on timing, so with two threads the path returned
-//! is one shortest path, not always the same one among equally short
-//! paths, and the count of visited vertices varies; the distance does not.
-//! (An even split was measured here 15-20% slower in the median: the
-//! virtual CPUs of this machine often run at different speeds while both
-//! are busy.) Then steps: when
-//! both frontiers are of similar size (within a factor 2) both directions
-//! advance one level in the same step, otherwise only the smaller one does
-//! (the classic bidirectional rule). In a two-direction step with enough
+//! side over, however late). Which levels each side reaches then depends
+//! on timing, so with two threads the path returned is one shortest path,
+//! not always the same one among equally short paths, and the count of
+//! visited vertices varies; the distance does not. (An even split was
+//! measured here 15-20% slower in the median: the virtual CPUs of this
+//! machine often run at different speeds while both are busy.) Then steps:
+//! when both frontiers are of similar size (within a factor 2) both
+//! directions advance one level in the same step, otherwise only the
+//! smaller one does (the classic bidirectional rule). In a two-direction step with enough
 //! work the leader publishes the step, expands the forward frontier, and
 //! meanwhile a worker takes the backward one (each in its own arrays, so
 //! each core mostly works in its own cache). Whoever comes first takes the
@@ -85,8 +84,9 @@
 //! previous frontier (level `a` or `b`) proves `D = a + b + 1`; failing
 //! that, a vertex new on both sides proves `D = a + b + 2` (this membership
 //! test runs once, in the step where the sides first touch). The smallest
-//! meeting index of the decisive kind is kept. Meetings are only looked for once `a + b` can reach
-//! the obstacle-free distance between the sources (a lower bound of `D`).
+//! meeting index of the decisive kind is kept. Meetings are only looked for
+//! once `a + b` can reach the obstacle-free distance between the sources (a
+//! lower bound of `D`).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -706,6 +706,25 @@ fn meet_bricked<T: Vid>(sh: &Shared<'_, T>) -> Option<[u64; 3]> {
     touch.then_some(found)
 }
 
+/// The meeting after a two-direction step from levels `a` and `b`
+/// ([`decide_meeting`]), or `None` when the sides do not touch.
+fn meet_both<T: Vid>(sh: &Shared<'_, T>, a: u64, b: u64) -> Option<(u64, [u64; 2])> {
+    let [f_exact, both, b_exact] = if matches!(sh.ids, Ids::Bricked(_)) {
+        meet_bricked(sh)?
+    } else {
+        let f_touch = touching(sh, 0);
+        let b_touch = touching(sh, 1);
+        if f_touch.is_empty() && b_touch.is_empty() {
+            return None;
+        }
+        // Sides touch: decide between a + b + 1 and a + b + 2.
+        let (f_exact, both) = split_by_previous(sh, 1, &f_touch);
+        let (b_exact, _) = split_by_previous(sh, 0, &b_touch);
+        [f_exact, both, b_exact]
+    };
+    Some(decide_meeting(f_exact, b_exact, both, a, b))
+}
+
 /// New vertices of `side` already reached by the other side.
 fn touching<T: Vid>(sh: &Shared<'_, T>, side: usize) -> Vec<u64> {
     let q = lock(&sh.queues[side]);
@@ -893,20 +912,15 @@ fn far_level<T: Vid>(
     leader: bool,
 ) -> Result<bool, LatticeError> {
     let s = sh.s;
-    let end = || {
-        let dry = sh.far_limit.load(Acquire);
-        let dry = if target.is_none() && dry != u64::MAX {
-            0
-        } else {
-            dry
-        };
-        target
-            .unwrap_or(u64::MAX)
-            .min(dry)
-            .min(sh.far_end.load(Acquire))
-    };
+    let dry = sh.far_limit.load(Acquire);
+    let end = match target {
+        Some(level) => level.min(dry),
+        None if dry != u64::MAX => 0,
+        None => u64::MAX,
+    }
+    .min(sh.far_end.load(Acquire));
     let level = sh.far_done[side].load(Relaxed);
-    if level >= end() || sh.far_stop.load(Relaxed) || sh.poisoned.load(Relaxed) {
+    if level >= end || sh.far_stop.load(Relaxed) || sh.poisoned.load(Relaxed) {
         return Ok(false);
     }
     if leader {
@@ -1027,21 +1041,10 @@ fn drive<T: Vid>(sh: &Shared<'_, T>) -> Result<(Outcome, u64), LatticeError> {
             };
             level = [a + 1, b + 1];
             visited += (size[0] + size[1]) as u64;
-            if a + b + 2 >= s.lower_bound && matches!(sh.ids, Ids::Bricked(_)) {
-                if let Some([f_exact, both, b_exact]) = meet_bricked(sh) {
-                    let (vertex, dist) = decide_meeting(f_exact, b_exact, both, a, b);
-                    return Ok((Outcome::Met { vertex, dist }, visited));
-                }
-            } else if a + b + 2 >= s.lower_bound {
-                let f_touch = touching(sh, 0);
-                let b_touch = touching(sh, 1);
-                if !f_touch.is_empty() || !b_touch.is_empty() {
-                    // Sides touch: decide between a + b + 1 and a + b + 2.
-                    let (f_exact, both) = split_by_previous(sh, 1, &f_touch);
-                    let (b_exact, _) = split_by_previous(sh, 0, &b_touch);
-                    let (vertex, dist) = decide_meeting(f_exact, b_exact, both, a, b);
-                    return Ok((Outcome::Met { vertex, dist }, visited));
-                }
+            if a + b + 2 >= s.lower_bound
+                && let Some((vertex, dist)) = meet_both(sh, a, b)
+            {
+                return Ok((Outcome::Met { vertex, dist }, visited));
             }
         } else {
             let side = usize::from(size[1] < size[0]);
