@@ -3,9 +3,12 @@
 //! ```text
 //! lattice_bench D N DENSITY THREADS OP [REPEAT] [BOUNDARY] [SEED]
 //!   OP       path | components | both | stats | xor | bfs-path | bfs-both
+//!            | scaling | bfs-scaling
 //!            (bfs-*: the path by bidirectional BFS even when the monotone
-//!            sweep would answer)
-//!   REPEAT   runs of each operation; the fastest is reported (default 1)
+//!            sweep would answer; scaling: the path's speed-up from a
+//!            second thread, see `scaling.rs`, THREADS ignored)
+//!   REPEAT   runs of each operation; the fastest is reported (default 1);
+//!            for scaling, the rounds (default 1)
 //!   BOUNDARY open | periodic (default open)
 //!   SEED     obstacle seed (default 42)
 //! ```
@@ -17,6 +20,8 @@
 //! fixed footprint, binary and allocator) and `work_peak_kb` (the
 //! difference: the peak memory of the work itself).
 
+mod scaling;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -27,7 +32,7 @@ use catalytic_jobs::lattice::{
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: lattice_bench D N DENSITY THREADS path|components|both|stats|xor|bfs-path|bfs-both [REPEAT] [open|periodic] [SEED]"
+        "usage: lattice_bench D N DENSITY THREADS path|components|both|stats|xor|scaling|bfs-path|bfs-both|bfs-scaling [REPEAT] [open|periodic] [SEED]"
     );
     ExitCode::from(2)
 }
@@ -92,6 +97,21 @@ fn main() -> ExitCode {
         }
     };
     let build_s = t_build.elapsed().as_secs_f64();
+    if op == "scaling" {
+        return match scaling::run(&spec, sweep, repeat) {
+            Ok(summary) => {
+                println!(
+                    "op={} d={d} n={n} density={density} seed={seed} {summary}",
+                    args[4]
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("scaling failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let ctl = Control::none().with_threads(threads).with_sweep(sweep);
     let start = vec![0u64; d as usize];
     let end = vec![n - 1; d as usize];
