@@ -238,6 +238,14 @@ impl From<catalytic_db::DbError> for ApiError {
             DbError::NotFound => ApiError::NotFound("resource not found".into()),
             DbError::Conflict(name) => ApiError::Conflict(conflict_message(&name)),
             DbError::Unavailable(cause) => ApiError::Unavailable("database", cause),
+            // A safety net: handlers refuse NUL and other control characters first.
+            DbError::InvalidText(cause) => {
+                tracing::info!(error.cause = %cause, "the database refused a text value");
+                ApiError::invalid(
+                    "request",
+                    "contains a character that cannot be stored (such as NUL)",
+                )
+            }
             DbError::Constraint(name) => ApiError::Internal(format!("constraint {name} violated")),
             DbError::Other(cause) => ApiError::Internal(cause),
         }

@@ -70,6 +70,47 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A one-line value (an identifier, a filter, an email to look up) without control
+/// characters: PostgreSQL cannot store a NUL, and none of these has a use for the others.
+pub fn no_control(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Multi-line text (an email body): tabs and line breaks allowed, no other control
+/// characters (no NUL, which PostgreSQL cannot store).
+pub fn multiline(field: &str, value: &str) -> Result<(), FieldError> {
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters other than tabs and line breaks",
+        ));
+    }
+    Ok(())
+}
+
+/// Every string and key of a JSON value checked as [`multiline`] text (jsonb cannot store
+/// a `\u0000`).
+pub fn json_text(field: &str, value: &serde_json::Value) -> Result<(), FieldError> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => multiline(field, s),
+        Value::Array(items) => items.iter().try_for_each(|v| json_text(field, v)),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, v)| multiline(field, k).and_then(|()| json_text(field, v))),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
 /// A URL-safe slug from a company name: lower-case ASCII letters, digits and dashes.
 pub fn slugify(name: &str) -> String {
     let mut out = String::new();
@@ -106,6 +147,20 @@ mod tests {
         ] {
             assert!(email("email", bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        assert!(no_control("f", "starter").is_ok());
+        for bad in ["a\0b", "\u{0}", "a\nb", "\u{7f}"] {
+            assert!(no_control("f", bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(multiline("f", "line 1\r\n\tline 2").is_ok());
+        assert!(multiline("f", "a\0b").is_err());
+        let ok = serde_json::json!({"a": ["x\ny", 1, null, {"b": "c"}]});
+        assert!(json_text("data", &ok).is_ok());
+        assert!(json_text("data", &serde_json::json!({"a": [{"b": "c\0"}]})).is_err());
+        assert!(json_text("data", &serde_json::json!({"k\0": 1})).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod billing;
 mod cli;
 mod email;
 mod foundation;
+mod hardening;
 mod isolation;
 mod lattices;
 mod migrations;

@@ -13,6 +13,7 @@ use crate::auth::principal::authenticate;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiTags, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::state::AppState;
+use crate::validate;
 
 #[derive(Debug, Object)]
 pub struct AuditLogView {
@@ -73,6 +74,9 @@ impl AuditApi {
         offset: Query<Option<u32>>,
     ) -> ApiResult<Json<AuditLogPage>> {
         let p = authenticate(&state, &auth, "audit_logs_list").await?;
+        if let Some(a) = &action.0 {
+            validate::no_control("action", a).map_err(|e| ApiError::Validation(vec![e]))?;
+        }
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
         let offset = offset.0.unwrap_or(0);
         let mut conn = state.db.get().await?;

@@ -203,6 +203,9 @@ impl AuthApi {
             .check(validate::text("last_name", &b.last_name, 100))
             .check(email.as_ref().map(|_| ()).map_err(Clone::clone))
             .check(password::check_rules("password", &b.password));
+        if let Some(plan) = &b.plan_code {
+            checks.check(validate::no_control("plan_code", plan));
+        }
         checks.finish()?;
         let email = email.map_err(|e| ApiError::Validation(vec![e]))?;
         let plan_code = b.plan_code.as_deref().unwrap_or("free").to_owned();
@@ -315,6 +318,14 @@ impl AuthApi {
         let ip = client_ip::of(req);
         principal::limit_by_ip(&state, "login", &ip).await?;
         let b = body.0;
+        // Not validated as an address (a wrong email is the same 401 as a wrong password),
+        // but a control character cannot be in any stored email.
+        let mut checks = Checks::new();
+        checks.check(validate::no_control("email", &b.email));
+        if let Some(slug) = &b.tenant_slug {
+            checks.check(validate::no_control("tenant_slug", slug));
+        }
+        checks.finish()?;
         let email = b.email.trim().to_lowercase();
         let mut conn = state.db.get().await?;
         let tenant = match b.tenant_slug.as_deref() {

@@ -149,7 +149,7 @@ fn body_text(field: &str, value: Option<&String>) -> Result<(), FieldError> {
             field,
             format!("must be at most {MAX_BODY_CHARS} characters"),
         )),
-        Some(_) => Ok(()),
+        Some(v) => validate::multiline(field, v),
     }
 }
 
@@ -184,6 +184,8 @@ fn validate(state: &AppState, p: &Principal, b: SendEmailRequest) -> ApiResult<O
                         "data",
                         format!("must be at most {MAX_DATA_BYTES} bytes of JSON"),
                     )));
+                } else {
+                    checks.check(validate::json_text("data", &data));
                 }
                 (kind, data)
             }

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{client_ip, request_id};
 use crate::routes::ApiTags;
 use crate::state::AppState;
+use crate::validate;
 
 #[derive(Debug, Object)]
 pub struct PasswordResetRequest {
@@ -73,6 +74,7 @@ impl PasswordResetApi {
     ) -> ApiResult<ResetRequested> {
         let ip = client_ip::of(req);
         principal::limit_by_ip(&state, "password-reset", &ip).await?;
+        validate::no_control("email", &body.0.email).map_err(|e| ApiError::Validation(vec![e]))?;
         let email = body.0.email.trim().to_lowercase();
         let mut conn = state.db.get().await?;
         if let Some(user) = users::by_email(&mut conn, &email, None).await?

@@ -20,6 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::request_id;
 use crate::routes::ApiTags;
 use crate::state::AppState;
+use crate::validate;
 
 /// A billing interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -232,6 +233,8 @@ impl StripeApi {
         body: Json<CheckoutRequest>,
     ) -> ApiResult<Json<CheckoutCreated>> {
         let p = authenticate(&state, &auth, "stripe_checkout").await?;
+        validate::no_control("plan_code", &body.plan_code)
+            .map_err(|e| ApiError::Validation(vec![e]))?;
         let interval = Interval::from(body.interval);
         let stripe = stripe(&state)?;
         let (plan, current) = {

@@ -316,6 +316,8 @@ impl SubscriptionsApi {
         body: Json<UpdateSubscriptionRequest>,
     ) -> ApiResult<Json<SubscriptionStatus>> {
         let p = authenticate(&state, &auth, "subscriptions_update").await?;
+        validate::no_control("plan_code", &body.plan_code)
+            .map_err(|e| ApiError::Validation(vec![e]))?;
         let interval = Interval::from(body.interval);
         let plan = {
             let mut conn = state.db.get().await?;

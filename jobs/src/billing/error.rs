@@ -62,7 +62,9 @@ impl BillingError {
     pub fn is_transient(&self) -> bool {
         match self {
             BillingError::NotConfigured | BillingError::Unavailable(_) => true,
-            BillingError::Db(DbError::NotFound | DbError::Constraint(_)) => false,
+            BillingError::Db(
+                DbError::NotFound | DbError::Constraint(_) | DbError::InvalidText(_),
+            ) => false,
             BillingError::Db(_) => true,
             _ => false,
         }

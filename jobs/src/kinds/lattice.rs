@@ -58,6 +58,12 @@ impl LatticeOp {
     /// The key bytes of an XOR transform.
     pub fn key_bytes(key: &str, format: KeyFormat) -> Result<Vec<u8>, String> {
         let bytes = match format {
+            // The key is stored as given in `jobs.params` (jsonb), which cannot hold a NUL.
+            KeyFormat::Text if key.contains('\0') => {
+                return Err(
+                    "must not contain NUL characters; send a binary key with key_format hex".into(),
+                );
+            }
             KeyFormat::Text => key.as_bytes().to_vec(),
             KeyFormat::Hex => decode_hex(key).ok_or("must be an even number of hex digits")?,
         };

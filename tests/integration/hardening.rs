@@ -1,0 +1,295 @@
+//! Inputs and failures that used to end in a 500 (or the wrong client error): text
+//! PostgreSQL cannot store, the database lost in the middle of a request.
+
+use std::time::Duration;
+
+use catalytic_db::DbError;
+use catalytic_db::ids::TenantId;
+use catalytic_tests::{TestApp, TestDb, eventually};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+
+/// Asserts a 422 validation error naming `field`.
+async fn assert_invalid(resp: reqwest::Response, field: &str, what: &str) {
+    let status = resp.status();
+    let b: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 422, "{what}: {b}");
+    assert_eq!(b["type"], "validation_error", "{what}: {b}");
+    assert_eq!(b["errors"][0]["field"], field, "{what}: {b}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_and_control_characters_in_free_text_answer_422() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+
+    let resp = app
+        .post_anon(
+            "/api/auth/login",
+            json!({"email": format!("{}\u{0}", owner.email), "password": owner.password}),
+        )
+        .await;
+    assert_invalid(resp, "email", "login email").await;
+    let resp = app
+        .post_anon(
+            "/api/auth/login",
+            json!({"email": owner.email, "password": owner.password, "tenant_slug": "a\u{0}"}),
+        )
+        .await;
+    assert_invalid(resp, "tenant_slug", "login tenant_slug").await;
+    let resp = app
+        .post_anon(
+            "/api/auth/password-reset",
+            json!({"email": format!("{}\u{0}", owner.email)}),
+        )
+        .await;
+    assert_invalid(resp, "email", "password-reset email").await;
+    let resp = app
+        .post_anon(
+            "/api/auth/register",
+            json!({"company_name": "Nul Ltd", "email": "nul@example.com",
+                   "password": "Sup3r-secret", "first_name": "N", "last_name": "L",
+                   "plan_code": "free\u{0}"}),
+        )
+        .await;
+    assert_invalid(resp, "plan_code", "register plan_code").await;
+    let resp = app
+        .post(
+            "/api/stripe/checkout",
+            &owner.access,
+            json!({"plan_code": "starter\u{0}", "interval": "month"}),
+        )
+        .await;
+    assert_invalid(resp, "plan_code", "checkout plan_code").await;
+    let resp = app
+        .client
+        .put(app.url("/api/subscriptions/update"))
+        .bearer_auth(&owner.access)
+        .json(&json!({"plan_code": "starter\u{0}", "interval": "month"}))
+        .send()
+        .await
+        .unwrap();
+    assert_invalid(resp, "plan_code", "subscription plan_code").await;
+    let resp = app.get("/api/audit-logs?action=%00", &owner.access).await;
+    assert_invalid(resp, "action", "audit action").await;
+
+    // Email: the custom bodies and any string of a template's data (stored as jsonb).
+    for (body, field) in [
+        (
+            json!({"to": owner.email, "subject": "Hi", "html": "<p>a\u{0}</p>", "text": "a"}),
+            "html",
+        ),
+        (
+            json!({"to": owner.email, "subject": "Hi", "html": "<p>a</p>", "text": "a\u{0}"}),
+            "text",
+        ),
+        (
+            json!({"to": owner.email, "template": "welcome",
+                   "data": {"first_name": "A\u{0}", "company_name": "Acme"}}),
+            "data",
+        ),
+    ] {
+        let resp = app
+            .post("/api/email/send", &owner.access, body.clone())
+            .await;
+        assert_invalid(resp, field, &body.to_string()).await;
+    }
+    // Line breaks and tabs stay allowed in a body.
+    let resp = app
+        .post(
+            "/api/email/send",
+            &owner.access,
+            json!({"to": owner.email, "subject": "Hi", "html": "<p>a</p>\r\n\t", "text": "a\nb"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+
+    // The XOR key of the text format is stored as written (jsonb); binary keys go as hex.
+    let resp = app
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "nul", "dimensions": 2, "size": 8}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let lattice: Value = resp.json().await.unwrap();
+    let id = lattice["id"].as_str().unwrap();
+    let resp = app
+        .post(
+            &format!("/api/lattices/{id}/jobs"),
+            &owner.access,
+            json!({"operation": "xor_transform", "params": {"key": "a\u{0}b", "rounds": 1}}),
+        )
+        .await;
+    assert_invalid(resp, "params.key", "text XOR key").await;
+    let resp = app
+        .post(
+            &format!("/api/lattices/{id}/jobs"),
+            &owner.access,
+            json!({"operation": "xor_transform",
+                   "params": {"key": "610062", "key_format": "hex", "rounds": 1}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+
+    // Nothing was stored on the way: no 500 left an audit entry half written.
+    let resp = app.get("/api/audit-logs", &owner.access).await;
+    assert_eq!(resp.status(), 200);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_postgresql_refuses_is_invalid_text_and_a_422_not_a_500() {
+    let db = TestDb::create().await;
+    let pool = db.pool();
+    let mut conn = pool.get().await.unwrap();
+    // A NUL in a text parameter (SQLSTATE 22021).
+    let err = catalytic_db::audit::list(&mut conn, TenantId::generate(), Some("a\u{0}"), 10, 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DbError::InvalidText(_)), "{err:?}");
+    // A NUL in a jsonb parameter (SQLSTATE 22P05).
+    let err = catalytic_db::audit::record(
+        &mut conn,
+        catalytic_db::audit::NewAudit {
+            action: "test.nul",
+            details: json!({"k": "a\u{0}"}),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, DbError::InvalidText(_)), "{err:?}");
+    // The connection is still good afterwards.
+    catalytic_db::audit::list(&mut conn, TenantId::generate(), Some("a"), 10, 0)
+        .await
+        .unwrap();
+    let api = catalytic_api::error::ApiError::from(err);
+    assert_eq!(api.status().as_u16(), 422);
+    let body = api.body();
+    assert_eq!(body.kind, "validation_error");
+    assert!(
+        !body.detail.contains("Unicode"),
+        "no PostgreSQL text in the answer: {}",
+        body.detail
+    );
+    drop(conn);
+    db.drop_now().await;
+}
+
+/// A connection holding an ACCESS EXCLUSIVE lock on `table` in an open transaction, so
+/// the API's next query on it waits.
+async fn lock_table(url: &str, table: &str) -> AsyncPgConnection {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    diesel::sql_query(format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// Waits until a session of the database waits on a lock, then terminates it as an
+/// administrator would (`pg_terminate_backend`: SQLSTATE 57P01 to the client).
+async fn terminate_the_waiting_session(url: &str) {
+    eventually(
+        Duration::from_secs(20),
+        "a session waiting on the lock",
+        || async {
+            let n = catalytic_db::provision::execute_raw(
+                url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                 AND wait_event_type = 'Lock'",
+            )
+            .await
+            .unwrap();
+            (n > 0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Runs `request` while `table` is locked, kills the session it waits in, and returns
+/// the response.
+async fn with_session_killed_on(
+    app: &TestApp,
+    table: &str,
+    request: reqwest::RequestBuilder,
+) -> reqwest::Response {
+    let mut lock = lock_table(&app.db.url, table).await;
+    let pending = tokio::spawn(request.send());
+    terminate_the_waiting_session(&app.db.url).await;
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    pending.await.unwrap().unwrap()
+}
+
+async fn assert_unavailable(resp: reqwest::Response, what: &str) {
+    let status = resp.status();
+    let b: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 503, "{what}: {b}");
+    assert_eq!(b["type"], "service_unavailable", "{what}: {b}");
+    assert!(
+        !b["detail"].as_str().unwrap_or("").contains("terminating"),
+        "{what}: no PostgreSQL text in the answer: {b}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_lost_in_the_middle_of_a_request_answers_503() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    let resp = with_session_killed_on(
+        &app,
+        "lattices",
+        app.client
+            .get(app.url("/api/lattices"))
+            .bearer_auth(&owner.access),
+    )
+    .await;
+    assert_unavailable(resp, "GET /api/lattices").await;
+    // The pool replaces the lost connection: the next request works.
+    let resp = app.get("/api/lattices", &owner.access).await;
+    assert_eq!(resp.status(), 200);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_server_terminated_reports_unavailable() {
+    let db = TestDb::create().await;
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+        "pg_backend_pid()",
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    let n = catalytic_db::provision::execute_raw(
+        &db.url,
+        &format!("SELECT pg_terminate_backend({pid})"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The first query may see the server's 57P01 message, later ones a closed connection
+    // (diesel-async's UnableToSendCommand): both are an outage, not a bug.
+    for attempt in 0..2 {
+        let err = diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        let err = DbError::from(err);
+        assert!(
+            matches!(err, DbError::Unavailable(_)),
+            "attempt {attempt}: {err:?}"
+        );
+    }
+    drop(conn);
+    db.drop_now().await;
+}
