@@ -293,3 +293,43 @@ async fn a_connection_the_server_terminated_reports_unavailable() {
     drop(conn);
     db.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_admin_check_and_the_login_slug_lookup_answer_503_when_postgresql_fails() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+
+    // The platform-admin flag is read from the user row: a failed read is an outage, not
+    // "no such route".
+    let path = format!("/api/subscriptions/status/{}", owner.tenant_id);
+    let resp = with_session_killed_on(
+        &app,
+        "users",
+        app.client.get(app.url(&path)).bearer_auth(&owner.access),
+    )
+    .await;
+    assert_unavailable(resp, "platform-admin check").await;
+    // Without the outage a tenant owner still does not see the route.
+    assert_eq!(app.get(&path, &owner.access).await.status(), 404);
+
+    // Login narrowed to an organisation: a failed slug lookup is an outage, not a 401.
+    let login =
+        json!({"email": owner.email, "password": owner.password, "tenant_slug": owner.slug});
+    let resp = with_session_killed_on(
+        &app,
+        "tenants",
+        app.client.post(app.url("/api/auth/login")).json(&login),
+    )
+    .await;
+    assert_unavailable(resp, "login tenant_slug lookup").await;
+    let resp = app.post_anon("/api/auth/login", login).await;
+    assert_eq!(resp.status(), 200);
+    let resp = app
+        .post_anon(
+            "/api/auth/login",
+            json!({"email": owner.email, "password": owner.password, "tenant_slug": "no-such-org"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    app.cleanup().await;
+}

@@ -95,13 +95,16 @@ pub async fn authenticate(
         Credentials::ApiKeyAuth(ApiKeyAuth(ApiKey { key })) => by_api_key(state, key, rule).await?,
     };
     if rule.platform_admin {
-        // Platform administration is never in a token: it is read from the user row.
+        // Platform administration is never in a token: it is read from the user row. A
+        // database that cannot answer is a 503, not a "no such route".
         if let Some(user) = principal.user_id {
             let mut conn = state.db.get().await?;
-            principal.is_platform_admin = catalytic_db::users::by_id_any_tenant(&mut conn, user)
-                .await
-                .map(|u| u.is_platform_admin && u.is_active)
-                .unwrap_or(false);
+            principal.is_platform_admin =
+                match catalytic_db::users::by_id_any_tenant(&mut conn, user).await {
+                    Ok(u) => u.is_platform_admin && u.is_active,
+                    Err(catalytic_db::DbError::NotFound) => false,
+                    Err(e) => return Err(e.into()),
+                };
         }
         if !principal.is_platform_admin {
             // Not advertised: to a tenant user these routes do not exist.

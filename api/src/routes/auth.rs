@@ -329,7 +329,13 @@ impl AuthApi {
         let email = b.email.trim().to_lowercase();
         let mut conn = state.db.get().await?;
         let tenant = match b.tenant_slug.as_deref() {
-            Some(slug) => tenants::by_slug(&mut conn, slug).await.ok().map(|t| t.id),
+            // No such organisation is the same 401 as a wrong password; a database that
+            // cannot answer is a 503.
+            Some(slug) => match tenants::by_slug(&mut conn, slug).await {
+                Ok(t) => Some(t.id),
+                Err(DbError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         };
         let user = if b.tenant_slug.is_some() && tenant.is_none() {
