@@ -333,3 +333,67 @@ async fn the_platform_admin_check_and_the_login_slug_lookup_answer_503_when_post
     assert_eq!(resp.status(), 401);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_series_of_dates_outside_the_nanosecond_range_answer_200() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    // Counts at hours before 1677 and after 2262 (chrono's nanosecond timestamps).
+    catalytic_db::provision::execute_raw(
+        &app.db.url,
+        &format!(
+            "INSERT INTO usage_records (tenant_id, hour, metric, count) VALUES \
+             ('{t}', '1600-03-01T05:00:00Z', 'api_calls', 3), \
+             ('{t}', '1600-03-01T07:00:00Z', 'api_calls', 4), \
+             ('{t}', '2300-06-01T13:00:00Z', 'api_calls', 5)",
+            t = owner.tenant_id
+        ),
+    )
+    .await
+    .unwrap();
+    for (query, points) in [
+        (
+            "from=1600-03-01T05:30:00Z&to=1600-03-02T00:00:00Z",
+            json!([{"at": "1600-03-01T05:00:00Z", "count": 3},
+                   {"at": "1600-03-01T07:00:00Z", "count": 4}]),
+        ),
+        (
+            "from=1600-03-01T00:00:00Z&to=1600-03-02T00:00:00Z&granularity=day",
+            json!([{"at": "1600-03-01T00:00:00Z", "count": 7}]),
+        ),
+        (
+            "from=2300-06-01T13:59:59Z&to=2300-06-02T00:00:00Z&granularity=day",
+            json!([{"at": "2300-06-01T00:00:00Z", "count": 5}]),
+        ),
+        (
+            "from=0001-01-01T00:00:00Z&to=0001-01-02T00:00:00Z",
+            json!(null),
+        ),
+        (
+            "from=9999-12-30T00:00:00Z&to=9999-12-31T23:59:59Z",
+            json!(null),
+        ),
+    ] {
+        let resp = app.get(&format!("/api/usage?{query}"), &owner.access).await;
+        let status = resp.status();
+        let b: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{query}: {b}");
+        let series = b["series"].as_array().unwrap();
+        if points.is_null() {
+            assert!(series.is_empty(), "{query}: {b}");
+            continue;
+        }
+        let got: Vec<Value> = series[0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let at = chrono::DateTime::parse_from_rfc3339(p["at"].as_str().unwrap()).unwrap();
+                json!({"at": at.to_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                       "count": p["count"]})
+            })
+            .collect();
+        assert_eq!(json!(got), points, "{query}: {b}");
+    }
+    app.cleanup().await;
+}

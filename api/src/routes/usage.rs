@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use catalytic_jobs::usage;
-use chrono::{DateTime, Datelike, Duration, DurationRound, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
@@ -123,6 +123,15 @@ pub async fn current(
     })
 }
 
+/// The start of the UTC hour (`step` 3600) or day (86 400) holding `t`, by whole-second
+/// arithmetic: chrono's `duration_trunc` works in nanoseconds since 1970 and fails for
+/// times before 1677 or after 2262, which are valid dates of a query.
+fn floor_to(t: DateTime<Utc>, step: i64) -> DateTime<Utc> {
+    let secs = t.timestamp();
+    // Within chrono's range: the result is at most a day before a valid time.
+    DateTime::from_timestamp(secs - secs.rem_euclid(step), 0).unwrap_or(t)
+}
+
 pub struct UsageApi;
 
 #[OpenApi(tag = "ApiTags::Usage")]
@@ -150,18 +159,14 @@ impl UsageApi {
             ));
         }
         let granularity = granularity.0.unwrap_or(Granularity::Hour);
-        let start = from
-            .duration_trunc(Duration::hours(1))
-            .map_err(ApiError::internal)?;
+        let start = floor_to(from, 3600);
         let mut conn = state.db.get().await?;
         let rows = catalytic_db::usage::records(&mut conn, p.tenant_id, start, to).await?;
         let mut by_metric: BTreeMap<String, BTreeMap<DateTime<Utc>, i64>> = BTreeMap::new();
         for (hour, metric, count) in rows {
             let at = match granularity {
                 Granularity::Hour => hour,
-                Granularity::Day => hour
-                    .duration_trunc(Duration::days(1))
-                    .map_err(ApiError::internal)?,
+                Granularity::Day => floor_to(hour, 86_400),
             };
             *by_metric.entry(metric).or_default().entry(at).or_default() += count;
         }
