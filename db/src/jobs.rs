@@ -209,10 +209,11 @@ pub async fn succeed(conn: &mut Conn, id: JobId, result: serde_json::Value) -> D
 }
 
 /// Records a failed attempt: `failed` when it was the last, else back to `queued` with the
-/// error kept for the client while the retry waits.
-pub async fn fail_attempt(conn: &mut Conn, id: JobId, error: &str, last: bool) -> DbResult<()> {
+/// error kept for the client while the retry waits. Only a `running` row changes; returns
+/// whether it did.
+pub async fn fail_attempt(conn: &mut Conn, id: JobId, error: &str, last: bool) -> DbResult<bool> {
     let status = if last { "failed" } else { "queued" };
-    diesel::update(jobs::table.filter(jobs::id.eq(id).and(jobs::status.eq("running"))))
+    let n = diesel::update(jobs::table.filter(jobs::id.eq(id).and(jobs::status.eq("running"))))
         .set((
             jobs::status.eq(status),
             jobs::error.eq(Some(error)),
@@ -222,7 +223,7 @@ pub async fn fail_attempt(conn: &mut Conn, id: JobId, error: &str, last: bool) -
         ))
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Marks a running job cancelled (the handler saw the request between chunks).
@@ -303,6 +304,60 @@ pub async fn stale_queued(
         .select(Job::as_select())
         .load(conn)
         .await?)
+}
+
+/// Jobs of `queue` still `running` whose row has not changed since `older_than`: no attempt
+/// can still be running them (an attempt ends at the queue's job timeout, and a running
+/// lattice job writes its progress every 250 ms), so the attempt ended without recording
+/// its outcome. The sweeper settles them with [`settle_stale_running`].
+pub async fn stale_running(
+    conn: &mut Conn,
+    queue: &str,
+    older_than: DateTime<Utc>,
+    limit: i64,
+) -> DbResult<Vec<Job>> {
+    Ok(jobs::table
+        .filter(
+            jobs::status
+                .eq("running")
+                .and(jobs::updated_at.lt(older_than))
+                .and(jobs::queue.eq(queue)),
+        )
+        .order(jobs::updated_at.asc())
+        .limit(limit)
+        .select(Job::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Settles a row found by [`stale_running`], unless it changed since (an attempt started or
+/// finished meanwhile): `failed` with `error` when `last`, else back to `queued` with the
+/// error kept, for a re-push. Returns whether it changed the row.
+pub async fn settle_stale_running(
+    conn: &mut Conn,
+    id: JobId,
+    older_than: DateTime<Utc>,
+    error: &str,
+    last: bool,
+) -> DbResult<bool> {
+    let status = if last { "failed" } else { "queued" };
+    let n = diesel::update(
+        jobs::table.filter(
+            jobs::id
+                .eq(id)
+                .and(jobs::status.eq("running"))
+                .and(jobs::updated_at.lt(older_than)),
+        ),
+    )
+    .set((
+        jobs::status.eq(status),
+        jobs::error.eq(Some(error)),
+        jobs::finished_at.eq(if last { Some(Utc::now()) } else { None }),
+        jobs::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
 }
 
 /// Settles a job whose cancel was requested but which was never picked up.

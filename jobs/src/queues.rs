@@ -70,6 +70,15 @@ impl QueueName {
         }
     }
 
+    /// Longest a single attempt may run: the worker drops the attempt at this point and it
+    /// counts as failed (and is retried per the policy).
+    pub const fn job_timeout(self) -> Duration {
+        match self {
+            QueueName::Lattice => Duration::from_secs(3600),
+            QueueName::Webhooks | QueueName::Email | QueueName::Usage => Duration::from_secs(300),
+        }
+    }
+
     /// The default retry policy of each queue. Webhook reconciliation and email talk to
     /// third parties that may be down for a while, so they retry longer.
     pub const fn policy(self) -> RetryPolicy {

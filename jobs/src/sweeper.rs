@@ -1,6 +1,9 @@
 //! The sweeper: re-pushes work whose push after commit never reached Redis (a crash or
 //! Redis outage between commit and push). Rows are the truth; pushes are deduplicated by
 //! row id, so re-pushing a row still in Redis is a no-op.
+//!
+//! It also settles jobs left `running` by an attempt that ended without recording its
+//! outcome (and whose dead-letter report was lost too): see [`STALE_RUNNING_MARGIN`].
 
 use std::time::Duration;
 
@@ -13,11 +16,20 @@ use crate::enqueue;
 /// A row is stale when it has waited this long since its last push.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
 
+/// A `running` row unchanged for longer than its queue's job timeout plus this margin has
+/// no attempt running it: an attempt is dropped at the timeout, a lattice job writes its
+/// progress every 250 ms, and the margin covers the longest retry backoff (5 min) and a
+/// reclaim. Its last attempt ended without recording an outcome (a dropped or panicking
+/// handler, a failed write) and the queue's report of it was lost too (e.g. a Redis
+/// restart without persistence). The sweeper marks it `failed` when no attempt is left,
+/// else puts it back to `queued` and re-pushes it.
+pub const STALE_RUNNING_MARGIN: Duration = Duration::from_secs(600);
+
 /// One sweep; returns how many pushes it made.
 pub async fn sweep_stale(ctx: &HandlerContext, stale_after: Duration) -> anyhow::Result<usize> {
     let cutoff = Utc::now() - chrono::Duration::from_std(stale_after)?;
+    let mut pushed = settle_stale_running(ctx, STALE_RUNNING_MARGIN).await?;
     let mut conn = ctx.db.get().await?;
-    let mut pushed = 0;
     for job in catalytic_db::jobs::stale_queued(&mut conn, cutoff, 500).await? {
         let queue: QueueName = job.queue.parse().map_err(anyhow::Error::msg)?;
         let outcome = enqueue::push_job(
@@ -53,6 +65,51 @@ pub async fn sweep_stale(ctx: &HandlerContext, stale_after: Duration) -> anyhow:
     // Suspension for unpaid subscriptions happens even when no event arrives.
     if let Err(e) = crate::billing::delinquency::suspend_overdue(ctx).await {
         tracing::warn!(error = %e, "could not check past-due subscriptions");
+    }
+    Ok(pushed)
+}
+
+/// Settles the rows left `running` longer than their queue's job timeout plus `margin`
+/// (see [`STALE_RUNNING_MARGIN`]); returns how many it re-pushed.
+pub async fn settle_stale_running(ctx: &HandlerContext, margin: Duration) -> anyhow::Result<usize> {
+    let mut conn = ctx.db.get().await?;
+    let mut pushed = 0;
+    for queue in QueueName::ALL {
+        let quiet = queue.job_timeout() + margin;
+        let cutoff = Utc::now() - chrono::Duration::from_std(quiet)?;
+        for job in catalytic_db::jobs::stale_running(&mut conn, queue.as_str(), cutoff, 500).await?
+        {
+            let last = job.attempts >= job.max_attempts;
+            let error = format!(
+                "attempt {} recorded no outcome (its worker was lost, it timed out or its \
+                 result could not be written) and the job was not updated for {} s",
+                job.attempts,
+                quiet.as_secs()
+            );
+            if !catalytic_db::jobs::settle_stale_running(&mut conn, job.id, cutoff, &error, last)
+                .await?
+            {
+                continue; // an attempt started or finished meanwhile
+            }
+            if last {
+                tracing::warn!(job.id = %job.id, queue = %queue, attempts = job.attempts, "sweeper failed a job left running");
+                crate::notify::publish_status(&ctx.queue, job.id.as_uuid(), "failed").await;
+                continue;
+            }
+            tracing::warn!(job.id = %job.id, queue = %queue, attempts = job.attempts, "sweeper re-queued a job left running");
+            let outcome = enqueue::push_job(
+                &ctx.queue,
+                queue,
+                job.id.as_uuid(),
+                &job.kind,
+                job.request_id.clone(),
+            )
+            .await?;
+            catalytic_db::jobs::mark_enqueued(&mut conn, job.id).await?;
+            if !outcome.is_duplicate() {
+                pushed += 1;
+            }
+        }
     }
     Ok(pushed)
 }

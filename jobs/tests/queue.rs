@@ -950,6 +950,76 @@ async fn a_job_whose_worker_died_on_its_last_attempt_is_dead_lettered_and_report
 }
 
 #[tokio::test]
+async fn a_job_dead_lettered_after_its_last_attempt_or_an_abort_is_reported_once() {
+    // The handler may not have recorded the failure (its future dropped by a timeout, a
+    // caught panic, a failed write): the hook hears of every entry dead-lettered after a
+    // run, not only of those the reclaimer dead-letters.
+    let h = Harness::new().await;
+    let reported = Arc::new(Mutex::new(Vec::new()));
+    let r = reported.clone();
+    let hook: DeadLetterHook = Arc::new(move |entry| {
+        let r = r.clone();
+        Box::pin(async move { r.lock().unwrap().push(entry) })
+    });
+    let runs = Runs::default();
+    let rr = runs.clone();
+    let config = h
+        .config(RetryPolicy {
+            jitter: false,
+            ..policy(2, 100, 100)
+        })
+        .with_dead_letter_hook(hook);
+    let worker = spawn_worker(
+        h.backend(config),
+        2,
+        handler(move |job, meta| {
+            rr.record(&job, &meta);
+            async move {
+                if job.n == 2 {
+                    Err(AbortError::new("permanently broken").into())
+                } else {
+                    Err(format!("lost the outcome of attempt {}", meta.attempt).into())
+                }
+            }
+        }),
+    );
+    h.push(1).await;
+    h.push(2).await;
+    eventually("both reports", Duration::from_secs(5), || {
+        reported.lock().unwrap().len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // no further report comes
+    let mut entries = reported.lock().unwrap().clone();
+    entries.sort_by_key(|e| e.decode::<TestJob>().unwrap().n);
+    assert_eq!(entries.len(), 2, "one report per dead letter: {entries:?}");
+    assert_eq!(entries[0].decode::<TestJob>().unwrap(), TestJob { n: 1 });
+    assert_eq!(entries[0].attempts, 2);
+    assert_eq!(entries[0].error, "lost the outcome of attempt 2");
+    assert_eq!(entries[1].decode::<TestJob>().unwrap(), TestJob { n: 2 });
+    assert_eq!(entries[1].attempts, 1);
+    assert_eq!(entries[1].error, "permanently broken");
+    let mut dead_ids: Vec<String> = h
+        .client
+        .dead_list(QUEUE, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let mut reported_ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    dead_ids.sort();
+    reported_ids.sort();
+    assert_eq!(
+        reported_ids, dead_ids,
+        "the reports carry the dead entries' ids"
+    );
+    assert_eq!(runs.len(), 3);
+    worker.stop().await;
+    h.cleanup().await;
+}
+
+#[tokio::test]
 async fn an_undecodable_entry_is_dead_lettered_and_the_worker_goes_on() {
     let h = Harness::new().await;
     h.client

@@ -246,3 +246,144 @@ async fn redis_restarted_under_load_loses_no_accepted_job() {
     drop(redis);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+async fn job(pool: &catalytic_db::Pool, id: JobId) -> catalytic_db::jobs::Job {
+    let mut conn = pool.get().await.unwrap();
+    catalytic_db::jobs::get_any(&mut conn, id).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_outcome_cannot_be_written_on_its_last_attempt_ends_failed_not_running() {
+    let app = TestApp::spawn().await;
+    let pool = app.pool();
+    // PostgreSQL refuses every `succeeded` write of this database: each attempt runs, then
+    // fails to record its outcome, and the last one is dead-lettered by the queue.
+    catalytic_db::provision::execute_raw(
+        &app.db.url,
+        "CREATE FUNCTION refuse_success() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'test: the outcome cannot be written'; END $$",
+    )
+    .await
+    .unwrap();
+    catalytic_db::provision::execute_raw(
+        &app.db.url,
+        "CREATE TRIGGER refuse_success BEFORE UPDATE ON jobs FOR EACH ROW \
+         WHEN (NEW.status = 'succeeded') EXECUTE FUNCTION refuse_success()",
+    )
+    .await
+    .unwrap();
+    let id = insert_ping(&pool, json!({}), None).await;
+    let client = catalytic_jobs::queue::QueueClient::new(&app.redis_url, &app.prefix).unwrap();
+    catalytic_jobs::enqueue::push_job(
+        &client,
+        QueueName::Lattice,
+        id.as_uuid(),
+        "system.ping",
+        None,
+    )
+    .await
+    .unwrap();
+    let worker = app.spawn_worker("lattice");
+    let done = eventually(Duration::from_secs(40), "the job to end failed", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            let job = catalytic_db::jobs::get_any(&mut conn, id).await.ok()?;
+            (job.status != "running" && job.status != "queued").then_some(job)
+        }
+    })
+    .await;
+    assert_eq!(done.status, "failed", "{done:?}");
+    assert_eq!(done.attempts, 3, "every attempt of the policy ran");
+    assert!(
+        done.error
+            .as_deref()
+            .is_some_and(|e| e.contains("the outcome cannot be written")),
+        "{:?}",
+        done.error
+    );
+    assert!(done.finished_at.is_some());
+    let stats = client.stats("lattice").await.unwrap();
+    assert_eq!(stats.dead, 1);
+    worker.terminate().await;
+    drop(pool);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_settles_jobs_left_running_past_their_timeout_by_the_retry_policy() {
+    let app = TestApp::spawn().await;
+    let pool = app.pool();
+    let spent = insert_ping(&pool, json!({"which": "spent"}), None).await;
+    let retried = insert_ping(&pool, json!({"which": "retried"}), None).await;
+    let recent = insert_ping(&pool, json!({"which": "recent"}), None).await;
+    // Left running by attempts that recorded nothing, and whose dead-letter reports were
+    // lost too: the lattice queue's timeout is an hour, the margin 10 minutes.
+    for (id, attempts, age) in [
+        (spent, 3, "71 minutes"),
+        (retried, 1, "71 minutes"),
+        (recent, 1, "69 minutes"),
+    ] {
+        catalytic_db::provision::execute_raw(
+            &app.db.url,
+            &format!(
+                "UPDATE jobs SET status = 'running', attempts = {attempts}, \
+                 created_at = now() - interval '2 hours', enqueued_at = now() - interval '2 hours', \
+                 started_at = now() - interval '{age}', updated_at = now() - interval '{age}' \
+                 WHERE id = '{id}'"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let ctx = app.handler_context();
+    let pushed = catalytic_jobs::sweep_stale(&ctx, catalytic_jobs::sweeper::STALE_AFTER)
+        .await
+        .unwrap();
+    assert_eq!(
+        pushed, 1,
+        "only the job with attempts left goes back on the queue"
+    );
+
+    let spent_job = job(&pool, spent).await;
+    assert_eq!(spent_job.status, "failed", "no attempt left: failed");
+    assert!(spent_job.finished_at.is_some());
+    assert!(
+        spent_job
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("recorded no outcome")),
+        "{:?}",
+        spent_job.error
+    );
+    assert_eq!(job(&pool, retried).await.status, "queued");
+    assert_eq!(
+        job(&pool, recent).await.status,
+        "running",
+        "within its timeout plus the margin an attempt may still be running"
+    );
+    let stats = ctx.queue.stats("lattice").await.unwrap();
+    assert_eq!(stats.waiting, 1);
+
+    // The re-pushed job runs its remaining attempt.
+    let worker = app.spawn_worker("lattice");
+    let done = eventually(
+        Duration::from_secs(30),
+        "the re-queued job to succeed",
+        || {
+            let pool = pool.clone();
+            async move {
+                let mut conn = pool.get().await.ok()?;
+                let job = catalytic_db::jobs::get_any(&mut conn, retried).await.ok()?;
+                (job.status == "succeeded").then_some(job)
+            }
+        },
+    )
+    .await;
+    assert_eq!(done.attempts, 2);
+    assert_eq!(done.result.unwrap()["echo"]["which"], "retried");
+    assert_eq!(job(&pool, spent).await.status, "failed");
+    worker.terminate().await;
+    drop(pool);
+    app.cleanup().await;
+}

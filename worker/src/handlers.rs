@@ -43,8 +43,10 @@ pub async fn sweep(ctx: &HandlerContext) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A job whose worker died during its last attempt is dead-lettered by the reclaimer
-/// without its handler running again: record the failure on its `jobs` row.
+/// A job dead-lettered without its handler recording the outcome (its worker died during
+/// the last attempt, or the attempt timed out, panicked or could not write its result):
+/// record the failure on its `jobs` row. A row the handler already settled is left alone
+/// (only a `running` row changes), so the report of every dead letter is harmless.
 pub fn dead_letter_hook(ctx: Arc<HandlerContext>) -> DeadLetterHook {
     Arc::new(move |entry: DeadEntry| {
         let ctx = ctx.clone();
@@ -66,9 +68,13 @@ pub fn dead_letter_hook(ctx: Arc<HandlerContext>) -> DeadLetterHook {
                 .await
             };
             match failed.await {
-                Ok(()) => catalytic_jobs::notify::publish_status(&ctx.queue, id, "failed").await,
+                Ok(true) => {
+                    tracing::warn!(job.id = %id, error = %entry.error, "dead-lettered job had no outcome recorded; marked failed");
+                    catalytic_jobs::notify::publish_status(&ctx.queue, id, "failed").await;
+                }
+                Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(job.id = %id, error = %e, "could not mark a lost job failed")
+                    tracing::error!(job.id = %id, error = %e, "could not mark a lost job failed; the sweeper will")
                 }
             }
         })

@@ -22,14 +22,6 @@ use crate::{
 /// How often the sweeper looks for PostgreSQL work that never reached Redis.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-/// Longest a single job may run before it counts as failed (and is retried).
-fn job_timeout(queue: QueueName) -> Duration {
-    match queue {
-        QueueName::Lattice => Duration::from_secs(3600),
-        QueueName::Webhooks | QueueName::Email | QueueName::Usage => Duration::from_secs(300),
-    }
-}
-
 /// A panic in a handler fails the attempt like any error; the queue's policy decides
 /// whether it runs again.
 fn panic_error(panic: &Box<dyn Any + Send>) -> PanicError {
@@ -127,7 +119,7 @@ fn register_queue(
             .backend(backend)
             .data(ctx.clone())
             .concurrency(concurrency)
-            .timeout(job_timeout(queue))
+            .timeout(queue.job_timeout())
             .enable_tracing()
             .layer(CatchPanicLayer::with_panic_handler(
                 panic_error as fn(&Box<dyn Any + Send>) -> PanicError,

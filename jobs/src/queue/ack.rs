@@ -17,7 +17,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 
 use super::{
-    config::ConsumerConfig, entry::JobMeta, error::QueueError, keys::QueueKeys,
+    client::DeadEntry, config::ConsumerConfig, entry::JobMeta, error::QueueError, keys::QueueKeys,
     maintenance::AbortOnDrop, ops,
 };
 
@@ -244,13 +244,22 @@ impl Shared {
         let mut pause = Duration::from_millis(50);
         for attempt in 1..=5 {
             match self.apply(meta, &decision).await {
-                Ok(true) => {
+                Ok(Applied::Settled) => {
                     if let Settle::Retry { .. } = decision {
                         self.delayed_wake.notify_one();
                     }
                     return;
                 }
-                Ok(false) => {
+                Ok(Applied::Dead(entry)) => {
+                    // The handler may not have recorded the failure itself (its future was
+                    // dropped by a timeout, it panicked, or its own write failed): the hook
+                    // settles whatever the job's owner keeps, as for a reclaimed entry.
+                    if let Some(hook) = &self.config.on_dead {
+                        hook(entry).await;
+                    }
+                    return;
+                }
+                Ok(Applied::NotOurs) => {
                     tracing::warn!(
                         queue,
                         job_id = meta.job_id,
@@ -270,16 +279,38 @@ impl Shared {
         }
     }
 
-    async fn apply(&self, meta: &JobMeta, decision: &Settle) -> Result<bool, QueueError> {
+    async fn apply(&self, meta: &JobMeta, decision: &Settle) -> Result<Applied, QueueError> {
         let mut conn = self.conn.clone();
-        match decision {
-            Settle::Ack => ops::ack(&mut conn, &self.keys, meta).await,
+        let ours = |settled: bool| {
+            if settled {
+                Applied::Settled
+            } else {
+                Applied::NotOurs
+            }
+        };
+        Ok(match decision {
+            Settle::Ack => ours(ops::ack(&mut conn, &self.keys, meta).await?),
             Settle::Retry { delay, error } => {
-                ops::retry(&mut conn, &self.keys, meta, error, *delay).await
+                ours(ops::retry(&mut conn, &self.keys, meta, error, *delay).await?)
             }
             Settle::Dead { error, .. } => {
-                ops::dead(&mut conn, &self.keys, meta, error, self.config.dead_max_len).await
+                match ops::dead(&mut conn, &self.keys, meta, error, self.config.dead_max_len)
+                    .await?
+                {
+                    Some(entry) => Applied::Dead(entry),
+                    None => Applied::NotOurs,
+                }
             }
-        }
+        })
     }
+}
+
+/// What settling an entry did.
+enum Applied {
+    /// Acknowledged, or moved to the delayed set.
+    Settled,
+    /// Moved to the dead-letter stream.
+    Dead(DeadEntry),
+    /// The entry was no longer ours (reclaimed while running).
+    NotOurs,
 }

@@ -7,8 +7,11 @@ use futures::future::BoxFuture;
 use super::{client::DeadEntry, identity::worker_identity, metrics::QueueMetrics};
 use crate::RetryPolicy;
 
-/// Called for entries the reclaimer dead-letters because their worker died during their
-/// last attempt (the handler never got to record the failure itself).
+/// Called for every entry dead-lettered after it ran: by the reclaimer when its worker died
+/// during the last attempt, and after a last attempt (or an abort) that ended in an error,
+/// a timeout or a caught panic. The handler may or may not have recorded the failure
+/// itself, so the hook must be idempotent (e.g. settle only a row still `running`).
+/// Entries dead-lettered unread (undecodable) are not reported.
 pub type DeadLetterHook = Arc<dyn Fn(DeadEntry) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// How one consumer (one apalis worker) reads one queue.

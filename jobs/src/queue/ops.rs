@@ -80,15 +80,16 @@ pub(crate) async fn retry<C: ConnectionLike>(
     Ok(n > 0)
 }
 
-/// Final failure: the entry moves to the dead-letter stream with its error.
+/// Final failure: the entry moves to the dead-letter stream with its error. Returns the
+/// dead entry, or `None` if the entry was no longer ours.
 pub(crate) async fn dead<C: ConnectionLike>(
     conn: &mut C,
     keys: &QueueKeys,
     meta: &JobMeta,
     error: &str,
     dead_max_len: usize,
-) -> Result<bool, QueueError> {
-    let n: u64 = scripts::DEAD
+) -> Result<Option<DeadEntry>, QueueError> {
+    let dead: Option<(String, Vec<Vec<u8>>)> = scripts::DEAD
         .key(keys.stream())
         .key(keys.dead())
         .key(dedupe_key(keys, meta))
@@ -100,7 +101,7 @@ pub(crate) async fn dead<C: ConnectionLike>(
         .arg(dead_max_len)
         .invoke_async(conn)
         .await?;
-    Ok(n > 0)
+    Ok(dead.map(|(id, fields)| DeadEntry::from_fields(id, &fields)))
 }
 
 /// Refreshes the claim of a running entry (`XCLAIM ... JUSTID` resets its idle time without

@@ -100,12 +100,12 @@ return 1
 
 /// KEYS: stream, dead, dedupe (or unused).
 /// ARGV: group, stream id, job id, attempts made, error, dead-letter max length.
-/// Returns 1, or 0 when the entry was no longer ours.
+/// Returns `{dead id, {fields...}}`, or nil when the entry was no longer ours.
 pub(crate) static DEAD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return 0
+  return false
 end
 local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -113,7 +113,7 @@ if redis.call('GET', KEYS[3]) == ARGV[3] then
   redis.call('DEL', KEYS[3])
 end
 if #e == 0 then
-  return 0
+  return false
 end
 local src, f = e[1][2], {}
 for k = 1, #src, 2 do
@@ -128,8 +128,7 @@ f[#f + 1] = 'e'
 f[#f + 1] = ARGV[5]
 f[#f + 1] = 'o'
 f[#f + 1] = ARGV[2]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', unpack(f))
-return 1
+return {redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', unpack(f)), f}
 ",
     )
 });
