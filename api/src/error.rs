@@ -266,6 +266,33 @@ impl From<catalytic_jobs::billing::BillingError> for ApiError {
                 ApiError::Unavailable("stripe", "STRIPE_SECRET_KEY is not set".into())
             }
             BillingError::Unavailable(cause) => ApiError::Unavailable("stripe", cause),
+            // Stripe's own words stay in the log: they may describe our account or catalogue.
+            BillingError::Refused {
+                status: 400,
+                message,
+                param,
+            } => {
+                tracing::warn!(stripe.param = ?param, stripe.message = %message, "Stripe refused the request");
+                let field = param
+                    .as_deref()
+                    .map_or_else(|| "request".to_owned(), stripe_field);
+                ApiError::Validation(vec![FieldError::new(
+                    &field,
+                    "was refused by the payment provider",
+                )])
+            }
+            BillingError::Refused {
+                status: 402,
+                message,
+                ..
+            } => {
+                tracing::warn!(stripe.message = %message, "Stripe declined the payment");
+                ApiError::Conflict(
+                    "the payment provider declined the payment; update the payment method \
+                     (POST /api/stripe/portal) and try again"
+                        .into(),
+                )
+            }
             BillingError::Db(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
         }
@@ -282,6 +309,15 @@ impl From<deadpool_redis::PoolError> for ApiError {
     fn from(err: deadpool_redis::PoolError) -> Self {
         ApiError::Unavailable("redis", err.to_string())
     }
+}
+
+/// A Stripe parameter as a field name: `address[country]` → `address.country`.
+fn stripe_field(param: &str) -> String {
+    param
+        .replace("][", ".")
+        .replace(['[', ']'], ".")
+        .trim_end_matches('.')
+        .to_owned()
 }
 
 /// The client-facing message of a named unique constraint.

@@ -397,3 +397,67 @@ async fn usage_series_of_dates_outside_the_nanosecond_range_answer_200() {
     }
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_stripe_refuses_answers_422_without_stripe_s_words() {
+    let b = crate::billing::Billing::start(3600, false).await;
+    let owner = b.app.tenant().await;
+    // The monthly Starter price archived in Stripe (its dashboard, say) behind the catalogue's
+    // back: Stripe answers 400 "The price specified is inactive" to the checkout.
+    let price = {
+        let pool = b.app.pool();
+        let mut conn = pool.get().await.unwrap();
+        catalytic_db::plans::by_code(&mut conn, "starter")
+            .await
+            .unwrap()
+            .stripe_price_monthly_id
+            .expect("synced price")
+    };
+    stripe_product::price::UpdatePrice::new(price.as_str())
+        .active(false)
+        .send(&b.client())
+        .await
+        .unwrap();
+    let resp = b
+        .app
+        .post(
+            "/api/stripe/checkout",
+            &owner.access,
+            json!({"plan_code": "starter", "interval": "month"}),
+        )
+        .await;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["type"], "validation_error", "{body}");
+    assert_eq!(body["errors"][0]["field"], "line_items.0.price", "{body}");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "was refused by the payment provider"
+    );
+    assert!(
+        !body.to_string().contains("inactive"),
+        "Stripe's message stays in the log: {body}"
+    );
+    // The yearly price is still active: the same checkout by year goes through.
+    let resp = b
+        .app
+        .post(
+            "/api/stripe/checkout",
+            &owner.access,
+            json!({"plan_code": "starter", "interval": "year"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    // A declined payment (402 from Stripe) is a conflict the customer settles in the portal.
+    let declined =
+        catalytic_api::error::ApiError::from(catalytic_jobs::billing::BillingError::Refused {
+            status: 402,
+            message: "Your card was declined.".into(),
+            param: None,
+        });
+    assert_eq!(declined.status().as_u16(), 409);
+    assert!(!declined.body().detail.contains("card was declined"));
+    b.cleanup().await;
+}

@@ -16,9 +16,14 @@ pub enum BillingError {
     /// Stripe has no such object (404).
     #[error("Stripe has no such object: {0}")]
     NotFound(String),
-    /// Stripe refused the request (another 4xx).
+    /// Stripe refused the request (another 4xx); `param` names the Stripe parameter at
+    /// fault when Stripe says (`address[country]`).
     #[error("Stripe refused the request ({status}): {message}")]
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        message: String,
+        param: Option<String>,
+    },
     /// What Stripe returned cannot be used (no tenant, unknown price, ...).
     #[error("{0}")]
     Invalid(String),
@@ -44,7 +49,11 @@ impl From<stripe::StripeError> for BillingError {
                 match status {
                     404 => BillingError::NotFound(message),
                     429 | 500.. => BillingError::Unavailable(format!("{status}: {message}")),
-                    _ => BillingError::Refused { status, message },
+                    _ => BillingError::Refused {
+                        status,
+                        message,
+                        param: api.param.clone(),
+                    },
                 }
             }
             E::ClientError(m) => BillingError::Unavailable(m),
