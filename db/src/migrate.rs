@@ -3,7 +3,7 @@
 
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::{DbError, DbResult};
@@ -28,15 +28,33 @@ fn harness_err(e: impl std::fmt::Display) -> DbError {
     DbError::Other(format!("migration failed: {e}"))
 }
 
-/// Applies every pending migration; returns the versions applied. Needs the multi-thread
-/// tokio runtime (the harness blocks in place).
+/// The advisory lock `run_pending` holds: two `catalytic-api migrate` at once (the migrate
+/// unit and an API's `ExecStartPre`, or several hosts) apply each migration once.
+const MIGRATE_LOCK: i64 = 724_202;
+
+/// Applies every pending migration; returns the versions applied. Runs under a session
+/// advisory lock held on a second connection (released when it closes, also on a crash), so
+/// concurrent runs wait for each other and the later ones find nothing pending. Needs the
+/// multi-thread tokio runtime (the harness blocks in place).
 pub async fn run_pending(url: &str) -> DbResult<Vec<String>> {
+    let mut lock = connect(url).await?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATE_LOCK)
+        .execute(&mut lock)
+        .await?;
     let conn = connect(url).await?;
     let mut harness = AsyncMigrationHarness::new(conn);
-    let applied = harness
+    let applied: DbResult<Vec<String>> = harness
         .run_pending_migrations(MIGRATIONS)
-        .map_err(harness_err)?;
-    Ok(applied.iter().map(|v| v.to_string()).collect())
+        .map(|versions| versions.iter().map(|v| v.to_string()).collect())
+        .map_err(harness_err);
+    drop(harness);
+    // Closing the connection releases the lock too; unlocking first frees it at once.
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATE_LOCK)
+        .execute(&mut lock)
+        .await?;
+    applied
 }
 
 /// Reverts every applied migration, newest first (tests and operators rolling back).

@@ -182,3 +182,31 @@ async fn check_constraints_refuse_unknown_enum_values() {
     );
     db.drop_now().await;
 }
+
+/// Several `migrate` runs at once (the migrate unit and an API's `ExecStartPre`, or several
+/// hosts) apply each migration exactly once: one run applies them all, the others wait for
+/// its lock and find nothing pending.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_migrate_runs_apply_each_migration_once() {
+    let db = TestDb::create_empty().await;
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { catalytic_db::migrate::run_pending(&url).await })
+        })
+        .collect();
+    let mut lists = Vec::new();
+    for run in runs {
+        lists.push(
+            run.await
+                .expect("task")
+                .expect("every concurrent run succeeds"),
+        );
+    }
+    lists.sort_by_key(Vec::len);
+    let status = catalytic_db::migrate::status(&db.url).await.unwrap();
+    assert!(status.pending.is_empty());
+    assert_eq!(lists[2].len(), status.known, "{lists:?}");
+    assert!(lists[0].is_empty() && lists[1].is_empty(), "{lists:?}");
+    db.drop_now().await;
+}
