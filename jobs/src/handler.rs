@@ -30,7 +30,9 @@ pub struct JobHandle {
 const SYNC_EVERY: Duration = Duration::from_millis(250);
 
 impl JobHandle {
-    fn new(ctx: HandlerContext, job_id: JobId, attempt: u32) -> Self {
+    /// The handle of attempt `attempt` of job `job_id` (the delivery path makes one per
+    /// attempt; tests make their own to run a job's work directly).
+    pub fn new(ctx: HandlerContext, job_id: JobId, attempt: u32) -> Self {
         Self {
             job_id,
             attempt,

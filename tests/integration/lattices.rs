@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use catalytic_db::ids::JobId;
 use catalytic_tests::{Owner, TestApp, eventually};
 use serde_json::{Value, json};
 
@@ -838,5 +839,94 @@ async fn a_job_whose_worker_is_sigkilled_mid_computation_restarts_and_finishes_o
     );
     assert_eq!(done["result"]["vertices"], 27_000_000);
     second.terminate().await;
+    app.cleanup().await;
+}
+
+/// The `updated_at` of a job row (every progress write sets it).
+async fn job_updated_at(pool: &catalytic_db::Pool, id: JobId) -> chrono::DateTime<chrono::Utc> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let mut conn = pool.get().await.unwrap();
+    catalytic_db::schema::jobs::table
+        .find(id)
+        .select(catalytic_db::schema::jobs::updated_at)
+        .first(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_lattice_run_stops_its_computation_and_its_progress_writes() {
+    let app = TestApp::spawn().await;
+    let owner = pro_tenant(&app).await;
+    let l = create_lattice(
+        &app,
+        &owner.access,
+        json!({"name": "dropped", "dimensions": 3, "size": 700,
+        "obstacle_density": 0.2, "seed": 3}),
+    )
+    .await;
+    let job = submit(
+        &app,
+        &owner.access,
+        l["id"].as_str().unwrap(),
+        json!({"operation": "statistics"}),
+    )
+    .await;
+    let id: JobId = job.parse().unwrap();
+    let pool = app.pool();
+    let job = {
+        let mut conn = pool.get().await.unwrap();
+        catalytic_db::jobs::start_attempt(&mut conn, id)
+            .await
+            .unwrap()
+            .expect("claimed")
+    };
+    let config = catalytic_jobs::WorkerConfig {
+        database_url: app.db.url.clone(),
+        database_pool_size: 2,
+        redis_url: app.redis_url.clone(),
+        redis_key_prefix: app.prefix.clone(),
+        ..Default::default()
+    };
+    // The handler runs in a runtime of its own, as in a worker: its future is dropped by a
+    // timeout (what the job timeout and the worker's shutdown timeout do), then the
+    // runtime shuts down (SIGTERM), which waits for blocking tasks still running.
+    let (quiet_writes, shutdown) = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let quiet_writes = rt.block_on(async {
+            let ctx = catalytic_jobs::HandlerContext::connect(&config).unwrap();
+            let handle = catalytic_jobs::handler::JobHandle::new(ctx.clone(), id, 1);
+            let run = tokio::time::timeout(
+                Duration::from_millis(1500),
+                catalytic_jobs::kinds::lattice::run(&handle, &job),
+            )
+            .await;
+            assert!(run.is_err(), "the computation outlasts the timeout");
+            // A write in flight at the drop lands; after that, nothing writes any more.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let after_drop = job_updated_at(&ctx.db, id).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            job_updated_at(&ctx.db, id).await == after_drop
+        });
+        let started = Instant::now();
+        drop(rt);
+        (quiet_writes, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(
+        quiet_writes,
+        "no progress is written for a run whose future was dropped"
+    );
+    assert!(
+        shutdown < Duration::from_secs(3),
+        "the runtime shut down in {shutdown:?}: the computation went on after its run was dropped"
+    );
+    drop(pool);
     app.cleanup().await;
 }

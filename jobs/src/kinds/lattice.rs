@@ -3,6 +3,7 @@
 //! honouring cancellation between chunks.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use catalytic_db::jobs::Job;
@@ -163,9 +164,11 @@ pub async fn run(handle: &JobHandle, job: &Job) -> Result<Outcome, JobError> {
     let spec = spec_of(&row).map_err(|e| JobError::Abort(e.to_string()))?;
     let started = Instant::now();
     let worker_handle = handle.clone();
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let dropped = abandoned.clone();
     let compute = tokio::task::spawn_blocking(move || {
         let progress = |p: u8| worker_handle.set_progress(p);
-        let cancelled = || worker_handle.is_cancelled();
+        let cancelled = || worker_handle.is_cancelled() || dropped.load(Ordering::Relaxed);
         let ctl = Control::new(&progress, &cancelled);
         compute(&spec, &op, &ctl)
     });
@@ -180,6 +183,12 @@ pub async fn run(handle: &JobHandle, job: &Job) -> Result<Outcome, JobError> {
             }
         }
     });
+    // From here on, a drop of this future (the job timeout, the worker's shutdown timeout)
+    // stops the computation at its next chunk and the syncer at once.
+    let _abandon = Abandon {
+        flag: abandoned,
+        syncer: syncer.abort_handle(),
+    };
     let result = compute.await;
     syncing.notify_one();
     let _ = syncer.await;
@@ -206,6 +215,22 @@ pub async fn run(handle: &JobHandle, job: &Job) -> Result<Outcome, JobError> {
             }
             Ok(Outcome::Done(value))
         }
+    }
+}
+
+/// Stops the work of a lattice run when the run ends or its future is dropped: the blocking
+/// computation sees itself cancelled between chunks (and ends, freeing its CPU and memory,
+/// and no longer holding up the runtime's shutdown), and the progress syncer is aborted
+/// (no stale progress writes after the attempt is over).
+struct Abandon {
+    flag: Arc<AtomicBool>,
+    syncer: tokio::task::AbortHandle,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.flag.store(true, Ordering::Relaxed);
+        self.syncer.abort();
     }
 }
 
