@@ -772,3 +772,64 @@ async fn the_status_endpoints_report_the_smtp_server_and_each_email() {
     assert_eq!(status["smtp"]["reachable"], false, "{status}");
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_postgresql_could_not_record_is_recorded_later_not_sent_again() {
+    let sink = Sink::start(free_port(), &[]).await;
+    let app = app_with_smtp(sink.port, None).await;
+    // PostgreSQL refuses to record any email as sent (an outage of that one write, after
+    // the server accepted the message).
+    for sql in [
+        "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'test: the send cannot be recorded'; END $$",
+        "CREATE TRIGGER refuse_sent BEFORE UPDATE ON email_outbox FOR EACH ROW \
+         WHEN (NEW.status = 'sent') EXECUTE FUNCTION refuse_sent()",
+    ] {
+        catalytic_db::provision::execute_raw(&app.db.url, sql)
+            .await
+            .unwrap();
+    }
+    let owner = app.tenant().await;
+    let id = welcome_of(&app, &owner).await.id;
+    // A 1 s SMTP timeout: the claim's lease is 6 s, after which a later attempt would take
+    // the row over as if its worker had died.
+    let _worker = email_worker(&app, sink.port, &[("SMTP_TIMEOUT_SECS", "1")]);
+    sink.wait_for(1, "the first send").await;
+    let ctx = app.handler_context();
+    let mut redis = ctx.queue.connection();
+    let marker = catalytic_jobs::email::delivery::sent_marker_key(&app.prefix, id);
+    let reply: Option<String> = redis::cmd("GET")
+        .arg(&marker)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        reply.as_deref().is_some_and(|r| r.starts_with("250")),
+        "the accepted send is marked: {reply:?}"
+    );
+    // Retries keep coming well past the lease while PostgreSQL still refuses.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(row(&app, id).await.status, "sending");
+    catalytic_db::provision::execute_raw(&app.db.url, "DROP TRIGGER refuse_sent ON email_outbox")
+        .await
+        .unwrap();
+    let sent = wait_status(&app, id, "sent").await;
+    assert!(
+        sent.smtp_response
+            .as_deref()
+            .is_some_and(|r| r.starts_with("250")),
+        "{sent:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages = sink.messages();
+    let files: Vec<&Value> = messages.iter().map(|m| &m["file"]).collect();
+    assert_eq!(messages.len(), 1, "sent once: {files:?}");
+    let left: bool = redis::cmd("EXISTS")
+        .arg(&marker)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!left, "the marker is removed once the row says sent");
+    sink.stop().await;
+    app.cleanup().await;
+}

@@ -16,6 +16,13 @@
 //!
 //! A failed send (server down, 4xx, 5xx, timeout) puts the row back to `pending` with the
 //! error and returns `JobError::Retry`; the last attempt marks it `failed` instead.
+//!
+//! Once the server has accepted the message, the attempt first leaves a Redis marker
+//! (`email-sent:<id>`, kept [`SENT_MARKER_TTL`]) and then records `sent`, retrying that write
+//! for up to [`RECORD_SENT_FOR`] while PostgreSQL is unavailable. If it still cannot, the
+//! job retries and the row stays `sending`; every later attempt looks for the marker before
+//! claiming the row and only records the send (with the server's reply) instead of sending
+//! again. The marker is removed once the row says `sent`.
 
 use std::time::Duration;
 
@@ -39,6 +46,12 @@ pub async fn deliver(
     final_attempt: bool,
 ) -> Result<(), JobError> {
     let settings = &ctx.config.email;
+    if let Some(response) = sent_marker(ctx, id).await {
+        tracing::warn!(
+            "an earlier attempt sent this email but could not record it; recording it now"
+        );
+        return record_sent(ctx, id, &response).await;
+    }
     let claim = {
         let mut conn = ctx.db.get().await?;
         outbox::claim_for_sending(&mut conn, id, settings.sending_lease()).await?
@@ -75,7 +88,12 @@ pub async fn deliver(
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(response) => record_sent(ctx, &email, &response).await,
+        Ok(response) => {
+            set_sent_marker(ctx, id, &response).await;
+            record_sent(ctx, id, &response).await?;
+            tracing::info!(smtp.response = %response, attempts = email.attempts, "email sent");
+            Ok(())
+        }
         Err(JobError::Abort(reason)) => {
             tracing::error!(error = %reason, "email cannot be sent; marked failed");
             record_failure(ctx, id, email.attempts, &reason, true).await?;
@@ -93,21 +111,66 @@ pub async fn deliver(
     }
 }
 
+/// How long an attempt keeps trying to record a send the server accepted while PostgreSQL
+/// is unavailable (well within the email job's timeout).
+pub const RECORD_SENT_FOR: Duration = Duration::from_secs(30);
+/// How long the `email-sent:<id>` marker of a send not yet recorded is kept.
+pub const SENT_MARKER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The Redis key saying the server accepted email `id` (its value: the server's reply).
+pub fn sent_marker_key(prefix: &str, id: EmailId) -> String {
+    format!("{prefix}email-sent:{id}")
+}
+
 /// The server has the message: recording it must not fail lightly, or a later attempt
-/// would send it again.
-async fn record_sent(
-    ctx: &HandlerContext,
-    email: &outbox::OutboxEmail,
-    response: &str,
-) -> Result<(), JobError> {
-    let id = email.id;
-    retry_db(
-        move || async move { outbox::mark_sent(&mut *ctx.db.get().await?, id, response).await },
-    )
+/// would send it again. Removes the marker once recorded.
+async fn record_sent(ctx: &HandlerContext, id: EmailId, response: &str) -> Result<(), JobError> {
+    retry_db(RECORD_SENT_FOR, move || async move {
+        outbox::mark_sent(&mut *ctx.db.get().await?, id, response).await
+    })
     .await
     .map_err(|e| JobError::Retry(format!("sent, but the outcome could not be recorded: {e}")))?;
-    tracing::info!(smtp.response = %response, attempts = email.attempts, "email sent");
+    let mut redis = ctx.queue.connection();
+    if let Err(e) = redis::cmd("DEL")
+        .arg(sent_marker_key(ctx.queue.prefix(), id))
+        .query_async::<i64>(&mut redis)
+        .await
+    {
+        tracing::debug!(error = %e, "could not remove the sent marker; it expires");
+    }
     Ok(())
+}
+
+/// Leaves the marker of an accepted send before it is recorded in PostgreSQL.
+async fn set_sent_marker(ctx: &HandlerContext, id: EmailId, response: &str) {
+    let mut redis = ctx.queue.connection();
+    if let Err(e) = redis::cmd("SET")
+        .arg(sent_marker_key(ctx.queue.prefix(), id))
+        .arg(response)
+        .arg("EX")
+        .arg(SENT_MARKER_TTL.as_secs())
+        .query_async::<()>(&mut redis)
+        .await
+    {
+        tracing::warn!(error = %e, "could not leave the sent marker");
+    }
+}
+
+/// The server's reply to an earlier attempt that sent email `id` but did not record it.
+async fn sent_marker(ctx: &HandlerContext, id: EmailId) -> Option<String> {
+    let mut redis = ctx.queue.connection();
+    match redis::cmd("GET")
+        .arg(sent_marker_key(ctx.queue.prefix(), id))
+        .query_async::<Option<String>>(&mut redis)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            // The row's claim still keeps two attempts from sending at once.
+            tracing::warn!(error = %e, "could not look for a sent marker");
+            None
+        }
+    }
 }
 
 fn compose(
@@ -130,28 +193,29 @@ async fn record_failure(
     error: &str,
     last: bool,
 ) -> Result<(), JobError> {
-    retry_db(move || async move {
+    retry_db(Duration::from_secs(3), move || async move {
         outbox::record_failure(&mut *ctx.db.get().await?, id, attempt, error, last).await
     })
     .await
     .map_err(|e| JobError::Retry(format!("could not record the failed attempt: {e}")))
 }
 
-/// Runs a write, retrying it a few times over ~3 s while the database is unavailable.
-async fn retry_db<F, Fut>(mut write: F) -> DbResult<()>
+/// Runs a write, retrying it while the database is unavailable, for about `budget` at most.
+async fn retry_db<F, Fut>(budget: Duration, mut write: F) -> DbResult<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = DbResult<()>>,
 {
+    let deadline = tokio::time::Instant::now() + budget;
     let mut delay = Duration::from_millis(200);
     let mut tries = 0;
     loop {
         tries += 1;
         match write().await {
-            Err(DbError::Unavailable(e)) if tries < 5 => {
+            Err(DbError::Unavailable(e)) if tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(error = %e, tries, "database unavailable; retrying the write");
                 tokio::time::sleep(delay).await;
-                delay *= 2;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
             other => return other,
         }
