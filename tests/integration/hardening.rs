@@ -461,3 +461,74 @@ async fn a_request_stripe_refuses_answers_422_without_stripe_s_words() {
     assert!(!declined.body().detail.contains("card was declined"));
     b.cleanup().await;
 }
+
+/// POSTs `body` over HTTP/2 without upgrade (h2c, as a client that knows the server speaks
+/// it), in 16 KiB DATA frames, declaring its length or not (HTTP/2 has no
+/// Transfer-Encoding: without Content-Length nothing says how long the body is). Returns the
+/// status and the response body; the server may answer before the body is all sent.
+async fn h2c_post(base: &str, path: &str, body: Vec<u8>, declare_length: bool) -> (u16, Value) {
+    let addr = base.trim_start_matches("http://");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(format!("{base}{path}"))
+        .header("content-type", "application/json");
+    if declare_length {
+        req = req.header("content-length", body.len());
+    }
+    let (response, mut send) = client.send_request(req.body(()).unwrap(), false).unwrap();
+    // h2 buffers what the flow-control window does not let out yet.
+    for chunk in body.chunks(16 * 1024) {
+        if send
+            .send_data(bytes::Bytes::copy_from_slice(chunk), false)
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = send.send_data(bytes::Bytes::new(), true);
+    let resp = tokio::time::timeout(Duration::from_secs(30), response)
+        .await
+        .expect("an answer within 30 s")
+        .expect("an answer, not a reset stream");
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the answer's body");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    drop(send);
+    driver.abort();
+    (status, serde_json::from_slice(&data).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_body_without_a_length_is_held_to_the_body_limit() {
+    let app = TestApp::spawn().await;
+    let login = "/api/auth/login";
+    // 2 MiB of valid JSON (the limit is 1 MiB), unauthenticated.
+    let big = serde_json::to_vec(
+        &json!({"email": "nobody@example.com", "password": "x".repeat(2 << 20)}),
+    )
+    .unwrap();
+    let (status, body) = h2c_post(&app.base, login, big.clone(), false).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["type"], "payload_too_large", "{body}");
+    assert_eq!(body["status"], 413, "{body}");
+    // Declared too long, it is refused unread, and the answer still reaches the client.
+    let (status, body) = h2c_post(&app.base, login, big, true).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["type"], "payload_too_large", "{body}");
+    // A small body without a length still reaches the handler.
+    let small =
+        serde_json::to_vec(&json!({"email": "nobody@example.com", "password": "x"})).unwrap();
+    let (status, body) = h2c_post(&app.base, login, small, false).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["type"], "unauthorized", "{body}");
+    app.cleanup().await;
+}

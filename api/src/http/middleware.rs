@@ -116,8 +116,11 @@ pub async fn around<E: Endpoint>(
     Ok(resp)
 }
 
-/// Refuses a body over `max` bytes with 413: by its Content-Length when it has one,
-/// else by reading at most `max` bytes of it.
+/// Refuses a body over `max` bytes with 413: by its Content-Length when it has one (hyper
+/// holds a body to the length it declares, over HTTP/1.1 and HTTP/2), else by reading at
+/// most `max` bytes of it. A body without a length is chunked HTTP/1.1 or any HTTP/2 body
+/// whose client left the header out (HTTP/2 has no Transfer-Encoding), so every such body
+/// is read here, whatever its headers say.
 async fn limit_body(req: &mut Request, max: usize) -> Result<(), StatusCode> {
     let declared = req
         .headers()
@@ -127,19 +130,14 @@ async fn limit_body(req: &mut Request, max: usize) -> Result<(), StatusCode> {
     match declared {
         Some(len) if len > max as u64 => Err(StatusCode::PAYLOAD_TOO_LARGE),
         Some(_) => Ok(()),
-        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
-            match req.take_body().into_bytes_limit(max).await {
-                Ok(bytes) => {
-                    req.set_body(bytes);
-                    Ok(())
-                }
-                Err(poem::error::ReadBodyError::PayloadTooLarge) => {
-                    Err(StatusCode::PAYLOAD_TOO_LARGE)
-                }
-                Err(_) => Err(StatusCode::BAD_REQUEST),
+        None => match req.take_body().into_bytes_limit(max).await {
+            Ok(bytes) => {
+                req.set_body(bytes);
+                Ok(())
             }
-        }
-        None => Ok(()),
+            Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(StatusCode::PAYLOAD_TOO_LARGE),
+            Err(_) => Err(StatusCode::BAD_REQUEST),
+        },
     }
 }
 
