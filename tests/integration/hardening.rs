@@ -532,3 +532,99 @@ async fn an_http2_body_without_a_length_is_held_to_the_body_limit() {
     assert_eq!(body["type"], "unauthorized", "{body}");
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_failed_by_a_database_error_shows_a_generic_message_not_postgresql_s() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    let resp = app
+        .post(
+            "/api/lattices",
+            &owner.access,
+            json!({"name": "broken", "dimensions": 2, "size": 8}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let lattice: Value = resp.json().await.unwrap();
+    let resp = app
+        .post(
+            &format!("/api/lattices/{}/jobs", lattice["id"].as_str().unwrap()),
+            &owner.access,
+            json!({"operation": "statistics"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let job: Value = resp.json().await.unwrap();
+    let job_id: uuid::Uuid = job["job_id"].as_str().unwrap().parse().unwrap();
+    // The worker's read of the lattice now fails inside PostgreSQL (no such column).
+    catalytic_db::provision::execute_raw(
+        &app.db.url,
+        "ALTER TABLE lattices RENAME COLUMN seed TO seed_hidden",
+    )
+    .await
+    .unwrap();
+    // The job's last attempt, run as a worker runs it.
+    let ctx = app.handler_context();
+    let outcome = catalytic_jobs::handle(
+        &ctx,
+        catalytic_jobs::Envelope::for_job(job_id, "lattice.statistics", None),
+        1,
+        true,
+    )
+    .await;
+    assert!(outcome.is_err(), "the attempt failed");
+    let b: Value = app
+        .get(&format!("/api/jobs/{job_id}"), &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["status"], "failed", "{b}");
+    assert_eq!(
+        b["error"], "an internal error occurred; it has been logged",
+        "the stored error says nothing of PostgreSQL: {b}"
+    );
+    // A failure the client caused keeps its message.
+    catalytic_db::provision::execute_raw(
+        &app.db.url,
+        "ALTER TABLE lattices RENAME COLUMN seed_hidden TO seed",
+    )
+    .await
+    .unwrap();
+    let resp = app
+        .post(
+            &format!("/api/lattices/{}/jobs", lattice["id"].as_str().unwrap()),
+            &owner.access,
+            json!({"operation": "statistics"}),
+        )
+        .await;
+    let job: Value = resp.json().await.unwrap();
+    let second: uuid::Uuid = job["job_id"].as_str().unwrap().parse().unwrap();
+    let resp = app
+        .client
+        .delete(app.url(&format!(
+            "/api/lattices/{}",
+            lattice["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&owner.access)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let _failed = catalytic_jobs::handle(
+        &ctx,
+        catalytic_jobs::Envelope::for_job(second, "lattice.statistics", None),
+        1,
+        true,
+    )
+    .await;
+    let b: Value = app
+        .get(&format!("/api/jobs/{second}"), &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["status"], "failed", "{b}");
+    assert_eq!(b["error"], "the lattice was deleted", "{b}");
+    app.cleanup().await;
+}
