@@ -193,19 +193,29 @@ pub async fn cancel_requested(conn: &mut Conn, id: JobId) -> DbResult<bool> {
         .await?)
 }
 
-pub async fn succeed(conn: &mut Conn, id: JobId, result: serde_json::Value) -> DbResult<()> {
-    diesel::update(jobs::table.filter(jobs::id.eq(id).and(jobs::status.eq("running"))))
-        .set((
-            jobs::status.eq("succeeded"),
-            jobs::progress.eq(100),
-            jobs::result.eq(Some(result)),
-            jobs::error.eq(None::<String>),
-            jobs::finished_at.eq(diesel::dsl::now),
-            jobs::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Records the result of a running job whose cancel was not requested. Returns whether it
+/// did: `false` when the row was no longer running (a duplicate delivery finished first, the
+/// sweeper settled it) or its cancel was accepted meanwhile, which wins over the result.
+pub async fn succeed(conn: &mut Conn, id: JobId, result: serde_json::Value) -> DbResult<bool> {
+    let n = diesel::update(
+        jobs::table.filter(
+            jobs::id
+                .eq(id)
+                .and(jobs::status.eq("running"))
+                .and(jobs::cancel_requested.eq(false)),
+        ),
+    )
+    .set((
+        jobs::status.eq("succeeded"),
+        jobs::progress.eq(100),
+        jobs::result.eq(Some(result)),
+        jobs::error.eq(None::<String>),
+        jobs::finished_at.eq(diesel::dsl::now),
+        jobs::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
 }
 
 /// Records a failed attempt: `failed` when it was the last, else back to `queued` with the
@@ -226,9 +236,10 @@ pub async fn fail_attempt(conn: &mut Conn, id: JobId, error: &str, last: bool) -
     Ok(n == 1)
 }
 
-/// Marks a running job cancelled (the handler saw the request between chunks).
-pub async fn mark_cancelled(conn: &mut Conn, id: JobId) -> DbResult<()> {
-    diesel::update(
+/// Marks a running job cancelled (the handler saw the request between chunks). Returns
+/// whether it did.
+pub async fn mark_cancelled(conn: &mut Conn, id: JobId) -> DbResult<bool> {
+    let n = diesel::update(
         jobs::table.filter(
             jobs::id
                 .eq(id)
@@ -242,7 +253,7 @@ pub async fn mark_cancelled(conn: &mut Conn, id: JobId) -> DbResult<()> {
     ))
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// A client's cancel: a queued job is cancelled at once, a running one is asked to stop.
@@ -360,9 +371,10 @@ pub async fn settle_stale_running(
     Ok(n == 1)
 }
 
-/// Settles a job whose cancel was requested but which was never picked up.
-pub async fn mark_cancelled_if_requested(conn: &mut Conn, id: JobId) -> DbResult<()> {
-    diesel::update(
+/// Settles a job whose cancel was requested while it was queued or running (before its
+/// result was recorded). Returns whether it did.
+pub async fn mark_cancelled_if_requested(conn: &mut Conn, id: JobId) -> DbResult<bool> {
+    let n = diesel::update(
         jobs::table.filter(
             jobs::id
                 .eq(id)
@@ -377,7 +389,7 @@ pub async fn mark_cancelled_if_requested(conn: &mut Conn, id: JobId) -> DbResult
     ))
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Bytes of stored job results of a tenant (the storage figure of the usage summary).

@@ -24,6 +24,7 @@ pub struct JobHandle {
     progress: Arc<AtomicU8>,
     cancelled: Arc<AtomicBool>,
     last_sync: Arc<Mutex<Instant>>,
+    usage: Arc<std::sync::Mutex<Vec<(&'static str, i64)>>>,
 }
 
 /// How often progress is written and cancellation read, at most.
@@ -40,6 +41,32 @@ impl JobHandle {
             progress: Arc::new(AtomicU8::new(0)),
             cancelled: Arc::new(AtomicBool::new(false)),
             last_sync: Arc::new(Mutex::new(Instant::now() - SYNC_EVERY)),
+            usage: Arc::default(),
+        }
+    }
+
+    /// Usage to meter for the job's tenant when this attempt's result is recorded: only
+    /// then, so an attempt whose result is not recorded (a failed write, then a retry; a
+    /// duplicate delivery that finished second; a cancel that won) meters nothing.
+    pub fn meter_on_success(&self, metric: &'static str, amount: i64) {
+        if let Ok(mut usage) = self.usage.lock() {
+            usage.push((metric, amount));
+        }
+    }
+
+    /// Meters what [`JobHandle::meter_on_success`] collected, once.
+    async fn record_usage(&self, tenant: Option<catalytic_db::ids::TenantId>) {
+        let usage = match self.usage.lock() {
+            Ok(mut usage) => std::mem::take(&mut *usage),
+            Err(_) => return,
+        };
+        let Some(tenant) = tenant else {
+            return;
+        };
+        for (metric, amount) in usage {
+            if let Err(e) = crate::usage::record(&self.ctx.queue, tenant, metric, amount).await {
+                tracing::warn!(job.id = %self.job_id, metric, error = %e, "could not meter usage");
+            }
         }
     }
 
@@ -119,9 +146,15 @@ async fn handle_row_job(
             Some(job) => job,
             None => {
                 // Finished, cancelled or gone: a duplicate delivery. Settle a cancel that
-                // arrived while queued, then acknowledge.
-                let _ = catalytic_db::jobs::mark_cancelled_if_requested(&mut conn, id).await;
-                tracing::info!("job already settled; acknowledged without running");
+                // arrived while queued or running, then acknowledge.
+                if let Ok(true) =
+                    catalytic_db::jobs::mark_cancelled_if_requested(&mut conn, id).await
+                {
+                    tracing::info!("job cancelled before it ran again");
+                    notify::publish_status(&ctx.queue, id.as_uuid(), "cancelled").await;
+                } else {
+                    tracing::info!("job already settled; acknowledged without running");
+                }
                 return Ok(());
             }
         }
@@ -132,18 +165,27 @@ async fn handle_row_job(
     let mut conn = ctx.db.get().await?;
     match outcome {
         Ok(Outcome::Done(result)) => {
-            catalytic_db::jobs::succeed(&mut conn, id, result).await?;
-            tracing::info!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "job succeeded"
-            );
-            notify::publish_status(&ctx.queue, id.as_uuid(), "succeeded").await;
+            if catalytic_db::jobs::succeed(&mut conn, id, result).await? {
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "job succeeded"
+                );
+                handle.record_usage(job.tenant_id).await;
+                notify::publish_status(&ctx.queue, id.as_uuid(), "succeeded").await;
+            } else if catalytic_db::jobs::mark_cancelled_if_requested(&mut conn, id).await? {
+                // The cancel was accepted (202) before the result was recorded: it wins.
+                tracing::info!("job cancelled as it finished; result discarded");
+                notify::publish_status(&ctx.queue, id.as_uuid(), "cancelled").await;
+            } else {
+                tracing::info!("job settled elsewhere meanwhile; result discarded");
+            }
             Ok(())
         }
         Ok(Outcome::Cancelled) => {
-            catalytic_db::jobs::mark_cancelled(&mut conn, id).await?;
-            tracing::info!("job cancelled");
-            notify::publish_status(&ctx.queue, id.as_uuid(), "cancelled").await;
+            if catalytic_db::jobs::mark_cancelled(&mut conn, id).await? {
+                tracing::info!("job cancelled");
+                notify::publish_status(&ctx.queue, id.as_uuid(), "cancelled").await;
+            }
             Ok(())
         }
         Err(JobError::Retry(msg)) => {

@@ -930,3 +930,67 @@ async fn a_dropped_lattice_run_stops_its_computation_and_its_progress_writes() {
     drop(pool);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compute_time_is_metered_once_when_a_retry_records_the_result() {
+    let app = TestApp::spawn().await;
+    let owner = pro_tenant(&app).await;
+    // PostgreSQL refuses the first attempt's result: the job runs again and succeeds.
+    for sql in [
+        "CREATE SEQUENCE refuse_once",
+        "CREATE FUNCTION refuse_first_success() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF nextval('refuse_once') = 1 THEN \
+         RAISE EXCEPTION 'test: the first result cannot be written'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_first_success BEFORE UPDATE ON jobs FOR EACH ROW \
+         WHEN (NEW.status = 'succeeded') EXECUTE FUNCTION refuse_first_success()",
+    ] {
+        catalytic_db::provision::execute_raw(&app.db.url, sql)
+            .await
+            .unwrap();
+    }
+    let l = create_lattice(
+        &app,
+        &owner.access,
+        json!({"name": "metered", "dimensions": 2, "size": 300, "obstacle_density": 0.1}),
+    )
+    .await;
+    let worker = app.spawn_worker("lattice");
+    let job = submit(
+        &app,
+        &owner.access,
+        l["id"].as_str().unwrap(),
+        json!({"operation": "connected_components"}),
+    )
+    .await;
+    let done = wait_done(&app, &owner.access, &job).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "the first result was refused");
+    let compute_ms = done["result"]["compute_ms"].as_i64().unwrap().max(1);
+    // Every minute bucket's compute time of the tenant: the recorded attempt's only.
+    let ctx = app.handler_context();
+    let mut redis = ctx.queue.connection();
+    let minutes: Vec<i64> = redis::cmd("ZRANGE")
+        .arg(catalytic_jobs::usage::minutes_key(&app.prefix))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let field = format!("{}|{}", owner.tenant_id, catalytic_jobs::usage::COMPUTE_MS);
+    let mut metered = 0;
+    for minute in minutes {
+        let v: Option<i64> = redis::cmd("HGET")
+            .arg(catalytic_jobs::usage::bucket_key(&app.prefix, minute))
+            .arg(&field)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        metered += v.unwrap_or(0);
+    }
+    assert_eq!(
+        metered, compute_ms,
+        "compute time metered once, for the recorded result"
+    );
+    worker.terminate().await;
+    app.cleanup().await;
+}

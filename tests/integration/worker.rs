@@ -387,3 +387,131 @@ async fn the_sweeper_settles_jobs_left_running_past_their_timeout_by_the_retry_p
     drop(pool);
     app.cleanup().await;
 }
+
+/// Commits a queued `system.ping` job of `tenant` (not pushed).
+async fn insert_tenant_ping(pool: &catalytic_db::Pool, tenant: &str) -> JobId {
+    let id = JobId::generate();
+    let mut conn = pool.get().await.unwrap();
+    catalytic_db::jobs::insert(
+        &mut conn,
+        NewJob {
+            id,
+            tenant_id: Some(tenant.parse().unwrap()),
+            lattice_id: None,
+            queue: "lattice",
+            kind: "system.ping",
+            params: json!({}),
+            max_attempts: 3,
+            idempotency_key: None,
+            request_hash: None,
+            request_id: None,
+            created_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    id
+}
+
+/// A client long-polling the job (`?wait=20`): its answer and how long it waited.
+fn long_poll(
+    app: &TestApp,
+    token: &str,
+    id: JobId,
+) -> tokio::task::JoinHandle<(serde_json::Value, Duration)> {
+    let client = app.client.clone();
+    let url = app.url(&format!("/api/jobs/{id}?wait=20"));
+    let token = token.to_owned();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let b = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        (b, started.elapsed())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_accepted_while_the_job_runs_wins_over_its_result_and_wakes_waiters() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    let pool = app.pool();
+    let id = insert_tenant_ping(&pool, &owner.tenant_id).await;
+    // The client's cancel is accepted (202) just after the worker claimed the job, and the
+    // work finishes before it looks for a cancel again.
+    for sql in [
+        "CREATE FUNCTION cancel_on_start() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN NEW.cancel_requested := true; RETURN NEW; END $$",
+        "CREATE TRIGGER cancel_on_start BEFORE UPDATE ON jobs FOR EACH ROW \
+         WHEN (OLD.status = 'queued' AND NEW.status = 'running') EXECUTE FUNCTION cancel_on_start()",
+    ] {
+        catalytic_db::provision::execute_raw(&app.db.url, sql)
+            .await
+            .unwrap();
+    }
+    let waiter = long_poll(&app, &owner.access, id);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ctx = app.handler_context();
+    catalytic_jobs::handle(
+        &ctx,
+        catalytic_jobs::Envelope::for_job(id.as_uuid(), "system.ping", None),
+        1,
+        false,
+    )
+    .await
+    .unwrap();
+    let done = job(&pool, id).await;
+    assert_eq!(done.status, "cancelled", "{done:?}");
+    assert!(done.result.is_none(), "{done:?}");
+    let (b, waited) = waiter.await.unwrap();
+    assert_eq!(b["status"], "cancelled", "{b}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken, not timed out: {waited:?}"
+    );
+    drop(pool);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_that_settles_a_requested_cancel_wakes_waiters() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    let pool = app.pool();
+    let id = insert_tenant_ping(&pool, &owner.tenant_id).await;
+    // Cancelled (202) while running, then its worker died: the next delivery settles it.
+    catalytic_db::provision::execute_raw(
+        &app.db.url,
+        &format!(
+            "UPDATE jobs SET status = 'running', attempts = 1, cancel_requested = true WHERE id = '{id}'"
+        ),
+    )
+    .await
+    .unwrap();
+    let waiter = long_poll(&app, &owner.access, id);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ctx = app.handler_context();
+    catalytic_jobs::handle(
+        &ctx,
+        catalytic_jobs::Envelope::for_job(id.as_uuid(), "system.ping", None),
+        2,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(job(&pool, id).await.status, "cancelled");
+    let (b, waited) = waiter.await.unwrap();
+    assert_eq!(b["status"], "cancelled", "{b}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken, not timed out: {waited:?}"
+    );
+    drop(pool);
+    app.cleanup().await;
+}

@@ -202,17 +202,8 @@ pub async fn run(handle: &JobHandle, job: &Job) -> Result<Outcome, JobError> {
             if let Some(obj) = value.as_object_mut() {
                 obj.insert("compute_ms".into(), elapsed_ms.into());
             }
-            if let Some(tenant) = job.tenant_id
-                && let Err(e) = crate::usage::record(
-                    &handle.context().queue,
-                    tenant,
-                    crate::usage::COMPUTE_MS,
-                    elapsed_ms.max(1) as i64,
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "could not meter compute time");
-            }
+            // Metered once the result is recorded, so never twice for one job.
+            handle.meter_on_success(crate::usage::COMPUTE_MS, elapsed_ms.max(1) as i64);
             Ok(Outcome::Done(value))
         }
     }
