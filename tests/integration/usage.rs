@@ -279,3 +279,71 @@ async fn lattice_compute_time_is_metered_by_the_worker() {
     worker.terminate().await;
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_notice_lost_with_its_request_is_written_by_the_next_and_postgres_is_not_asked_on_every_call()
+ {
+    use diesel_async::RunQueryDsl as _;
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+    app.set_overrides(&owner.tenant_id, json!({"api_calls_per_month": 20}))
+        .await;
+    // The first attempt to write a quota notice fails (its request's transaction rolls
+    // back); every attempt is counted.
+    for sql in [
+        "CREATE SEQUENCE notice_tries",
+        "CREATE FUNCTION count_notice_tries() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF nextval('notice_tries') = 1 THEN \
+         RAISE EXCEPTION 'test: the notice cannot be written'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER count_notice_tries BEFORE INSERT ON notifications FOR EACH ROW \
+         WHEN (NEW.kind = 'quota.threshold') EXECUTE FUNCTION count_notice_tries()",
+    ] {
+        catalytic_db::provision::execute_raw(&app.db.url, sql)
+            .await
+            .unwrap();
+    }
+    // Calls 16 (80%, whose notice fails) to 20 (100%), then refused ones.
+    for _ in 0..24 {
+        app.get("/api/lattices", &owner.access).await;
+    }
+    let pool = app.pool();
+    let mut conn = pool.get().await.unwrap();
+    let tenant = owner.tenant_id.parse().unwrap();
+    let notes = catalytic_db::notifications::list(&mut conn, tenant, Some("quota.threshold"))
+        .await
+        .unwrap();
+    let mut pcts: Vec<i64> = notes
+        .iter()
+        .map(|n| n.data["percent"].as_i64().unwrap())
+        .collect();
+    pcts.sort();
+    assert_eq!(
+        pcts,
+        vec![80, 100],
+        "the 80% notice is written by a later call"
+    );
+    let mails = catalytic_db::outbox::list_for_tenant(&mut conn, tenant)
+        .await
+        .unwrap();
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.template == "quota_warning")
+            .count(),
+        2
+    );
+    let next: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "nextval('notice_tries')",
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        next - 1,
+        3,
+        "PostgreSQL asked three times (80% failed, 80%, 100%), not on every call above 80%"
+    );
+    drop(conn);
+    app.cleanup().await;
+}
