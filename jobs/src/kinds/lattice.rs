@@ -194,7 +194,11 @@ pub async fn run(handle: &JobHandle, job: &Job) -> Result<Outcome, JobError> {
     let _ = syncer.await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {
-        Err(e) => Err(JobError::Retry(format!("the computation panicked: {e}"))),
+        Err(e) => {
+            // The panic's text is ours, not the client's: it goes to the log.
+            tracing::error!(error.cause = %e, "lattice computation panicked");
+            Err(JobError::Retry(crate::error::INTERNAL_ERROR.into()))
+        }
         Ok(Err(ComputeError::Lattice(LatticeError::Cancelled))) => Ok(Outcome::Cancelled),
         Ok(Err(ComputeError::Lattice(e))) => Err(JobError::Abort(e.to_string())),
         Ok(Err(ComputeError::Encode(e))) => Err(JobError::Abort(format!("result encoding: {e}"))),
