@@ -240,6 +240,29 @@ pub async fn record_failure(
     Ok(())
 }
 
+/// Settles an email whose delivery job was dead-lettered without the outcome recorded (its
+/// last attempt timed out, panicked, or could not write): a row still `pending` or
+/// `sending` becomes `failed` with `error`; `sent` and `failed` rows are left alone.
+/// Returns whether it changed the row.
+#[tracing::instrument(skip_all, fields(email.id = %id))]
+pub async fn fail_unsettled(conn: &mut Conn, id: EmailId, error: &str) -> DbResult<bool> {
+    let n = diesel::update(
+        email_outbox::table.filter(
+            email_outbox::id
+                .eq(id)
+                .and(email_outbox::status.eq_any(["pending", "sending"])),
+        ),
+    )
+    .set((
+        email_outbox::status.eq("failed"),
+        email_outbox::last_error.eq(error),
+        email_outbox::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
 /// Puts a `failed` email back to `pending` with fresh attempts (an operator re-drives its
 /// dead-lettered delivery); other states are left alone.
 pub async fn requeue_failed(conn: &mut Conn, id: EmailId) -> DbResult<bool> {

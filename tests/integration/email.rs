@@ -833,3 +833,90 @@ async fn a_send_postgresql_could_not_record_is_recorded_later_not_sent_again() {
     sink.stop().await;
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_whose_last_attempt_records_no_outcome_is_failed_by_its_dead_letter() {
+    let sink = Sink::start(free_port(), &["--reject", "550 5.1.1 mailbox unavailable"]).await;
+    let app = app_with_smtp(sink.port, None).await;
+    // PostgreSQL refuses the attempt's own record of the failure: its last attempt ends
+    // with the row still `sending`, and the queue dead-letters the job.
+    for sql in [
+        "CREATE FUNCTION refuse_failure() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'test: the failure cannot be recorded'; END $$",
+        "CREATE TRIGGER refuse_failure BEFORE UPDATE ON email_outbox FOR EACH ROW \
+         WHEN (NEW.status IN ('pending', 'failed') AND NEW.last_error LIKE '%mailbox unavailable%') \
+         EXECUTE FUNCTION refuse_failure()",
+    ] {
+        catalytic_db::provision::execute_raw(&app.db.url, sql)
+            .await
+            .unwrap();
+    }
+    let owner = app.tenant().await;
+    let id = welcome_of(&app, &owner).await.id;
+    let _worker = email_worker(&app, sink.port, &[("EMAIL_MAX_ATTEMPTS", "1")]);
+
+    let failed = wait_status(&app, id, "failed").await;
+    assert_eq!(failed.attempts, 1);
+    assert!(failed.sent_at.is_none());
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("the failure cannot be recorded")),
+        "the dead letter's error: {:?}",
+        failed.last_error
+    );
+    assert!(sink.messages().is_empty());
+    let ctx = app.handler_context();
+    assert_eq!(ctx.queue.stats("email").await.unwrap().dead, 1);
+    sink.stop().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_lettered_email_the_server_accepted_is_recorded_sent_from_its_marker() {
+    let sink = Sink::start(free_port(), &[]).await;
+    let app = app_with_smtp(sink.port, None).await;
+    // PostgreSQL refuses the first record of a send (the attempt's own, after the server
+    // accepted the message); the only attempt ends with the row `sending` and its marker.
+    for sql in [
+        "CREATE SEQUENCE sent_writes",
+        "CREATE FUNCTION refuse_first_sent() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF nextval('sent_writes') = 1 THEN \
+         RAISE EXCEPTION 'test: the send cannot be recorded'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_first_sent BEFORE UPDATE ON email_outbox FOR EACH ROW \
+         WHEN (NEW.status = 'sent') EXECUTE FUNCTION refuse_first_sent()",
+    ] {
+        catalytic_db::provision::execute_raw(&app.db.url, sql)
+            .await
+            .unwrap();
+    }
+    let owner = app.tenant().await;
+    let id = welcome_of(&app, &owner).await.id;
+    let _worker = email_worker(&app, sink.port, &[("EMAIL_MAX_ATTEMPTS", "1")]);
+
+    let sent = wait_status(&app, id, "sent").await;
+    assert_eq!(sent.attempts, 1);
+    assert!(
+        sent.smtp_response
+            .as_deref()
+            .is_some_and(|r| r.starts_with("250")),
+        "{sent:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.messages().len(), 1, "sent once");
+    let ctx = app.handler_context();
+    assert_eq!(ctx.queue.stats("email").await.unwrap().dead, 1);
+    let mut redis = ctx.queue.connection();
+    let left: bool = redis::cmd("EXISTS")
+        .arg(catalytic_jobs::email::delivery::sent_marker_key(
+            &app.prefix,
+            id,
+        ))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!left, "the marker is removed once the row says sent");
+    sink.stop().await;
+    app.cleanup().await;
+}

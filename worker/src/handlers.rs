@@ -47,6 +47,9 @@ pub async fn sweep(ctx: &HandlerContext) -> anyhow::Result<()> {
 /// the last attempt, or the attempt timed out, panicked or could not write its result):
 /// record the failure on its `jobs` row. A row the handler already settled is left alone
 /// (only a `running` row changes), so the report of every dead letter is harmless.
+/// An email delivery settles its `email_outbox` row the same way: `failed` if still
+/// `pending` or `sending`, or `sent` when its `email-sent:<id>` marker says the server
+/// accepted it (see [`catalytic_jobs::email::delivery::settle_dead_letter`]).
 pub fn dead_letter_hook(ctx: Arc<HandlerContext>) -> DeadLetterHook {
     Arc::new(move |entry: DeadEntry| {
         let ctx = ctx.clone();
@@ -54,6 +57,22 @@ pub fn dead_letter_hook(ctx: Arc<HandlerContext>) -> DeadLetterHook {
             let Ok(env) = entry.decode::<Envelope>() else {
                 return;
             };
+            if let Some(email) = catalytic_jobs::kinds::email::email_id(&env) {
+                use catalytic_jobs::email::delivery::{DeadLettered, settle_dead_letter};
+                match settle_dead_letter(&ctx, email, &entry.error).await {
+                    Ok(DeadLettered::Failed) => {
+                        tracing::warn!(email.id = %email, error = %entry.error, "dead-lettered email had no outcome recorded; marked failed");
+                    }
+                    Ok(DeadLettered::RecordedSent) => {
+                        tracing::warn!(email.id = %email, "dead-lettered email had been accepted by the server; recorded sent");
+                    }
+                    Ok(DeadLettered::Unchanged) => {}
+                    Err(e) => {
+                        tracing::error!(email.id = %email, error = %e, "could not settle a dead-lettered email");
+                    }
+                }
+                return;
+            }
             let Some(id) = env.job_id else {
                 return;
             };

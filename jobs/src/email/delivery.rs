@@ -111,6 +111,52 @@ pub async fn deliver(
     }
 }
 
+/// What the report of a dead-lettered delivery did to its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLettered {
+    /// The `email-sent:<id>` marker says the server accepted the message: recorded `sent`.
+    RecordedSent,
+    /// Still `pending` or `sending`, and no marker: now `failed`.
+    Failed,
+    /// Already `sent` or `failed` (or no such row): left alone.
+    Unchanged,
+}
+
+/// Settles email `id` after its delivery job was dead-lettered, whatever ended the last
+/// attempt (the job timeout dropped it, it panicked, its outcome write failed, or its
+/// worker died): a row left `pending` or `sending` would otherwise stay so for good. If the
+/// `email-sent:<id>` marker exists the server has the message, so the row is recorded
+/// `sent` with the marker's reply; otherwise it becomes `failed` with `error` (an operator
+/// re-drives it with `dead retry`). A settled row is left alone. When Redis cannot say
+/// whether the marker exists, nothing is changed (a sent email is not marked failed).
+pub async fn settle_dead_letter(
+    ctx: &HandlerContext,
+    id: EmailId,
+    error: &str,
+) -> anyhow::Result<DeadLettered> {
+    let mut redis = ctx.queue.connection();
+    let marker: Option<String> = redis::cmd("GET")
+        .arg(sent_marker_key(ctx.queue.prefix(), id))
+        .query_async(&mut redis)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not look for the sent marker: {e}"))?;
+    if let Some(response) = marker {
+        record_sent(ctx, id, &response)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(DeadLettered::RecordedSent);
+    }
+    let failed = retry_db_value(Duration::from_secs(3), move || async move {
+        outbox::fail_unsettled(&mut *ctx.db.get().await?, id, error).await
+    })
+    .await?;
+    Ok(if failed {
+        DeadLettered::Failed
+    } else {
+        DeadLettered::Unchanged
+    })
+}
+
 /// How long an attempt keeps trying to record a send the server accepted while PostgreSQL
 /// is unavailable (well within the email job's timeout).
 pub const RECORD_SENT_FOR: Duration = Duration::from_secs(30);
@@ -201,10 +247,19 @@ async fn record_failure(
 }
 
 /// Runs a write, retrying it while the database is unavailable, for about `budget` at most.
-async fn retry_db<F, Fut>(budget: Duration, mut write: F) -> DbResult<()>
+async fn retry_db<F, Fut>(budget: Duration, write: F) -> DbResult<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = DbResult<()>>,
+{
+    retry_db_value(budget, write).await
+}
+
+/// [`retry_db`] for a write that returns a value.
+async fn retry_db_value<T, F, Fut>(budget: Duration, mut write: F) -> DbResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = DbResult<T>>,
 {
     let deadline = tokio::time::Instant::now() + budget;
     let mut delay = Duration::from_millis(200);

@@ -29,3 +29,12 @@ pub async fn send(
     )
     .await
 }
+
+/// The email an `email.send` envelope delivers (`None`: another kind, or a bad payload).
+pub fn email_id(env: &Envelope) -> Option<EmailId> {
+    if env.kind != EMAIL_SEND {
+        return None;
+    }
+    let payload: Payload = serde_json::from_value(env.payload.clone()).ok()?;
+    Some(EmailId::from_uuid(payload.email_id))
+}
