@@ -32,9 +32,10 @@ pub fn notice_guard_key(prefix: &str, tenant: TenantId, month: &str, pct: u8) ->
     format!("{prefix}quota-notice:{tenant}:{month}:{pct}")
 }
 
-/// Called with the month's count after an admitted request; at or above 80% and 100% of
-/// the limit it writes a notification and queues one email to the owners — once a month,
-/// however many requests cross the line. Any request at or above a threshold may write the
+/// Called with the month's count after an admitted request, and after one refused for the
+/// quota (so a 100% notice lost with the one call admitted at the limit is still written);
+/// at or above 80% and 100% of the limit it writes a notification and queues one email to
+/// the owners — once a month, however many requests cross the line. Any request at or above a threshold may write the
 /// notice, so one lost with its request (a failed transaction) is written by the next; a
 /// Redis guard (`SET NX`) lets only one request at a time try, and none once it is written,
 /// so PostgreSQL is not asked on every request above the line (the notification's monthly

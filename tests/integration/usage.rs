@@ -347,3 +347,76 @@ async fn a_quota_notice_lost_with_its_request_is_written_by_the_next_and_postgre
     drop(conn);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_100_percent_quota_notice_is_written_by_a_refused_call() {
+    use diesel_async::RunQueryDsl as _;
+    let app = TestApp::spawn().await;
+    let owner = app.tenant().await;
+    app.set_plan(&owner.tenant_id, "enterprise").await;
+    app.set_overrides(&owner.tenant_id, json!({"api_calls_per_month": 20}))
+        .await;
+    // The first attempt to write the 100% notice fails (the transaction of the one call
+    // admitted at the limit rolls back); every attempt is counted.
+    for sql in [
+        "CREATE SEQUENCE full_notice_tries",
+        "CREATE FUNCTION count_full_notice_tries() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF nextval('full_notice_tries') = 1 THEN \
+         RAISE EXCEPTION 'test: the notice cannot be written'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER count_full_notice_tries BEFORE INSERT ON notifications FOR EACH ROW \
+         WHEN (NEW.kind = 'quota.threshold' AND NEW.data->>'percent' = '100') \
+         EXECUTE FUNCTION count_full_notice_tries()",
+    ] {
+        catalytic_db::provision::execute_raw(&app.db.url, sql)
+            .await
+            .unwrap();
+    }
+    // Calls 1 to 20 are admitted (the 20th's notice fails), then refused ones.
+    for n in 1..=24 {
+        let status = app.get("/api/lattices", &owner.access).await.status();
+        if n <= 20 {
+            assert_eq!(status, 200, "call {n}");
+        } else {
+            assert_ne!(status, 200, "call {n} is over the quota");
+        }
+    }
+    let pool = app.pool();
+    let mut conn = pool.get().await.unwrap();
+    let tenant = owner.tenant_id.parse().unwrap();
+    let notes = catalytic_db::notifications::list(&mut conn, tenant, Some("quota.threshold"))
+        .await
+        .unwrap();
+    let mut pcts: Vec<i64> = notes
+        .iter()
+        .map(|n| n.data["percent"].as_i64().unwrap())
+        .collect();
+    pcts.sort();
+    assert_eq!(
+        pcts,
+        vec![80, 100],
+        "the 100% notice is written by a refused call"
+    );
+    let mails = catalytic_db::outbox::list_for_tenant(&mut conn, tenant)
+        .await
+        .unwrap();
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.template == "quota_warning")
+            .count(),
+        2
+    );
+    let next: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "nextval('full_notice_tries')",
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        next - 1,
+        2,
+        "PostgreSQL asked twice for the 100% notice (failed, written), not on every refused call"
+    );
+    drop(conn);
+    app.cleanup().await;
+}

@@ -191,6 +191,14 @@ async fn admit(state: &AppState, caller: Caller<'_>, rule: &Rule) -> ApiResult<(
         }
         Verdict::QuotaExceeded => {
             ratelimit::record(info);
+            // Only the call that reached the limit was admitted; if its 100% notice was
+            // lost (its write failed), a refused call writes it (the Redis guard makes this
+            // one round trip once the notice is written).
+            if let Some((_, limit)) = quota
+                && let Err(e) = quota::after_count(state, tenant, used, limit).await
+            {
+                tracing::warn!(error = %e, "could not record the quota notification");
+            }
             Err(ApiError::QuotaExceeded {
                 limit: quota.map(|q| q.1).unwrap_or(0),
                 reset_at: catalytic_jobs::usage::next_month(now),
