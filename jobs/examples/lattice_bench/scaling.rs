@@ -19,12 +19,9 @@
 //! both run at full speed together); the engine's share of the machine,
 //! `1 / (two * (1 / pair_a + 1 / pair_b))` (the 2-thread run's throughput
 //! over that of two independent one-thread runs at the same moment: 1 when
-//! the engine uses both CPUs as fully as two separate jobs would); and the
-//! speed-up over the rounds where the machine gave at least
-//! [`FULL_MACHINE`] (two full CPUs). Whether a round counts is decided by
-//! its pair runs alone, not by the `one` and `two` runs it then reports, so
-//! a slow single-thread run cannot both select its round and inflate its
-//! speed-up. Prints one line per round and a summary line.
+//! the engine uses both CPUs as fully as two separate jobs would; no
+//! single-thread run enters it). Prints one line per round and a summary
+//! line.
 
 use std::sync::Barrier;
 use std::time::Instant;
@@ -32,10 +29,6 @@ use std::time::Instant;
 use catalytic_jobs::lattice::{Control, LatticeSpec, shortest_path};
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
-
-/// A machine whose two CPUs together give at least this over the faster
-/// one alone is taken as having two full CPUs at that moment.
-const FULL_MACHINE: f64 = 1.8;
 
 /// One round's times, in seconds.
 struct Round {
@@ -186,13 +179,8 @@ pub fn run(spec: &LatticeSpec, sweep: bool, rounds: usize) -> Result<String, Str
     }
     let med = |f: &dyn Fn(&Round) -> f64| median(out.iter().map(f).collect());
     let base = med(&Round::one);
-    let full: Vec<f64> = out
-        .iter()
-        .filter(|r| r.machine(base) >= FULL_MACHINE)
-        .map(Round::speedup)
-        .collect();
     Ok(format!(
-        "cpus={a},{b} rounds={rounds} distance={} one_a_s={:.6} one_b_s={:.6} one_s={base:.6} two_s={:.6} ns_per_visited={:.3} speedup={:.3} pair_a_s={:.6} pair_b_s={:.6} machine={:.3} share={:.3} full_rounds={} full_speedup={:.3}",
+        "cpus={a},{b} rounds={rounds} distance={} one_a_s={:.6} one_b_s={:.6} one_s={base:.6} two_s={:.6} ns_per_visited={:.3} speedup={:.3} pair_a_s={:.6} pair_b_s={:.6} machine={:.3} share={:.3}",
         distance
             .get()
             .flatten()
@@ -206,7 +194,5 @@ pub fn run(spec: &LatticeSpec, sweep: bool, rounds: usize) -> Result<String, Str
         med(&|r| r.pair[1]),
         med(&|r| r.machine(base)),
         med(&Round::share),
-        full.len(),
-        median(full),
     ))
 }
