@@ -32,16 +32,7 @@ pub async fn sweep_stale(ctx: &HandlerContext, stale_after: Duration) -> anyhow:
     let mut conn = ctx.db.get().await?;
     for job in catalytic_db::jobs::stale_queued(&mut conn, cutoff, 500).await? {
         let queue: QueueName = job.queue.parse().map_err(anyhow::Error::msg)?;
-        let outcome = enqueue::push_job(
-            &ctx.queue,
-            queue,
-            job.id.as_uuid(),
-            &job.kind,
-            job.request_id.clone(),
-        )
-        .await?;
-        catalytic_db::jobs::mark_enqueued(&mut conn, job.id).await?;
-        if !outcome.is_duplicate() {
+        if repush(ctx, &mut conn, &job, queue).await? {
             pushed += 1;
             tracing::info!(job.id = %job.id, queue = %queue, "sweeper re-pushed a queued job");
         }
@@ -97,19 +88,30 @@ pub async fn settle_stale_running(ctx: &HandlerContext, margin: Duration) -> any
                 continue;
             }
             tracing::warn!(job.id = %job.id, queue = %queue, attempts = job.attempts, "sweeper re-queued a job left running");
-            let outcome = enqueue::push_job(
-                &ctx.queue,
-                queue,
-                job.id.as_uuid(),
-                &job.kind,
-                job.request_id.clone(),
-            )
-            .await?;
-            catalytic_db::jobs::mark_enqueued(&mut conn, job.id).await?;
-            if !outcome.is_duplicate() {
+            if repush(ctx, &mut conn, &job, queue).await? {
                 pushed += 1;
             }
         }
     }
     Ok(pushed)
+}
+
+/// Pushes a `queued` job row to its queue again and records the push; returns whether the
+/// push was new (not deduplicated against an entry already there).
+async fn repush(
+    ctx: &HandlerContext,
+    conn: &mut catalytic_db::Conn,
+    job: &catalytic_db::jobs::Job,
+    queue: QueueName,
+) -> anyhow::Result<bool> {
+    let outcome = enqueue::push_job(
+        &ctx.queue,
+        queue,
+        job.id.as_uuid(),
+        &job.kind,
+        job.request_id.clone(),
+    )
+    .await?;
+    catalytic_db::jobs::mark_enqueued(conn, job.id).await?;
+    Ok(!outcome.is_duplicate())
 }

@@ -283,7 +283,6 @@ async fn lattice_compute_time_is_metered_by_the_worker() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quota_notice_lost_with_its_request_is_written_by_the_next_and_postgres_is_not_asked_on_every_call()
  {
-    use diesel_async::RunQueryDsl as _;
     let app = TestApp::spawn().await;
     let owner = app.tenant().await;
     app.set_plan(&owner.tenant_id, "enterprise").await;
@@ -291,66 +290,27 @@ async fn a_quota_notice_lost_with_its_request_is_written_by_the_next_and_postgre
         .await;
     // The first attempt to write a quota notice fails (its request's transaction rolls
     // back); every attempt is counted.
-    for sql in [
-        "CREATE SEQUENCE notice_tries",
-        "CREATE FUNCTION count_notice_tries() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN IF nextval('notice_tries') = 1 THEN \
-         RAISE EXCEPTION 'test: the notice cannot be written'; END IF; RETURN NEW; END $$",
-        "CREATE TRIGGER count_notice_tries BEFORE INSERT ON notifications FOR EACH ROW \
-         WHEN (NEW.kind = 'quota.threshold') EXECUTE FUNCTION count_notice_tries()",
-    ] {
-        catalytic_db::provision::execute_raw(&app.db.url, sql)
-            .await
-            .unwrap();
-    }
+    fail_first_notice(&app, "notice_tries", "NEW.kind = 'quota.threshold'").await;
     // Calls 16 (80%, whose notice fails) to 20 (100%), then refused ones.
     for _ in 0..24 {
         app.get("/api/lattices", &owner.access).await;
     }
-    let pool = app.pool();
-    let mut conn = pool.get().await.unwrap();
-    let tenant = owner.tenant_id.parse().unwrap();
-    let notes = catalytic_db::notifications::list(&mut conn, tenant, Some("quota.threshold"))
-        .await
-        .unwrap();
-    let mut pcts: Vec<i64> = notes
-        .iter()
-        .map(|n| n.data["percent"].as_i64().unwrap())
-        .collect();
-    pcts.sort();
+    let (pcts, mails, tries) = notices(&app, &owner.tenant_id, "notice_tries").await;
     assert_eq!(
         pcts,
         vec![80, 100],
         "the 80% notice is written by a later call"
     );
-    let mails = catalytic_db::outbox::list_for_tenant(&mut conn, tenant)
-        .await
-        .unwrap();
+    assert_eq!(mails, 2);
     assert_eq!(
-        mails
-            .iter()
-            .filter(|m| m.template == "quota_warning")
-            .count(),
-        2
-    );
-    let next: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "nextval('notice_tries')",
-    ))
-    .get_result(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(
-        next - 1,
-        3,
+        tries, 3,
         "PostgreSQL asked three times (80% failed, 80%, 100%), not on every call above 80%"
     );
-    drop(conn);
     app.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_100_percent_quota_notice_is_written_by_a_refused_call() {
-    use diesel_async::RunQueryDsl as _;
     let app = TestApp::spawn().await;
     let owner = app.tenant().await;
     app.set_plan(&owner.tenant_id, "enterprise").await;
@@ -358,19 +318,12 @@ async fn a_lost_100_percent_quota_notice_is_written_by_a_refused_call() {
         .await;
     // The first attempt to write the 100% notice fails (the transaction of the one call
     // admitted at the limit rolls back); every attempt is counted.
-    for sql in [
-        "CREATE SEQUENCE full_notice_tries",
-        "CREATE FUNCTION count_full_notice_tries() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN IF nextval('full_notice_tries') = 1 THEN \
-         RAISE EXCEPTION 'test: the notice cannot be written'; END IF; RETURN NEW; END $$",
-        "CREATE TRIGGER count_full_notice_tries BEFORE INSERT ON notifications FOR EACH ROW \
-         WHEN (NEW.kind = 'quota.threshold' AND NEW.data->>'percent' = '100') \
-         EXECUTE FUNCTION count_full_notice_tries()",
-    ] {
-        catalytic_db::provision::execute_raw(&app.db.url, sql)
-            .await
-            .unwrap();
-    }
+    fail_first_notice(
+        &app,
+        "full_notice_tries",
+        "NEW.kind = 'quota.threshold' AND NEW.data->>'percent' = '100'",
+    )
+    .await;
     // Calls 1 to 20 are admitted (the 20th's notice fails), then refused ones.
     for n in 1..=24 {
         let status = app.get("/api/lattices", &owner.access).await.status();
@@ -380,9 +333,48 @@ async fn a_lost_100_percent_quota_notice_is_written_by_a_refused_call() {
             assert_ne!(status, 200, "call {n} is over the quota");
         }
     }
+    let (pcts, mails, tries) = notices(&app, &owner.tenant_id, "full_notice_tries").await;
+    assert_eq!(
+        pcts,
+        vec![80, 100],
+        "the 100% notice is written by a refused call"
+    );
+    assert_eq!(mails, 2);
+    assert_eq!(
+        tries, 2,
+        "PostgreSQL asked twice for the 100% notice (failed, written), not on every refused call"
+    );
+    app.cleanup().await;
+}
+
+/// Makes the first write of a quota notice matching `when` (a trigger condition on `NEW`)
+/// fail, counting every attempt in the sequence `tries`.
+async fn fail_first_notice(app: &TestApp, tries: &str, when: &str) {
+    for sql in [
+        format!("CREATE SEQUENCE {tries}"),
+        format!(
+            "CREATE FUNCTION {tries}_count() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN IF nextval('{tries}') = 1 THEN \
+             RAISE EXCEPTION 'test: the notice cannot be written'; END IF; RETURN NEW; END $$"
+        ),
+        format!(
+            "CREATE TRIGGER {tries}_count BEFORE INSERT ON notifications FOR EACH ROW \
+             WHEN ({when}) EXECUTE FUNCTION {tries}_count()"
+        ),
+    ] {
+        catalytic_db::provision::execute_raw(&app.db.url, &sql)
+            .await
+            .unwrap();
+    }
+}
+
+/// The tenant's quota notices (their percents, sorted), its `quota_warning` emails, and
+/// the attempts counted in the sequence `tries` (see [`fail_first_notice`]).
+async fn notices(app: &TestApp, tenant: &str, tries: &str) -> (Vec<i64>, usize, i64) {
+    use diesel_async::RunQueryDsl as _;
     let pool = app.pool();
     let mut conn = pool.get().await.unwrap();
-    let tenant = owner.tenant_id.parse().unwrap();
+    let tenant = tenant.parse().unwrap();
     let notes = catalytic_db::notifications::list(&mut conn, tenant, Some("quota.threshold"))
         .await
         .unwrap();
@@ -391,32 +383,17 @@ async fn a_lost_100_percent_quota_notice_is_written_by_a_refused_call() {
         .map(|n| n.data["percent"].as_i64().unwrap())
         .collect();
     pcts.sort();
-    assert_eq!(
-        pcts,
-        vec![80, 100],
-        "the 100% notice is written by a refused call"
-    );
     let mails = catalytic_db::outbox::list_for_tenant(&mut conn, tenant)
         .await
-        .unwrap();
-    assert_eq!(
-        mails
-            .iter()
-            .filter(|m| m.template == "quota_warning")
-            .count(),
-        2
-    );
-    let next: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "nextval('full_notice_tries')",
-    ))
+        .unwrap()
+        .iter()
+        .filter(|m| m.template == "quota_warning")
+        .count();
+    let next: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "nextval('{tries}')"
+    )))
     .get_result(&mut conn)
     .await
     .unwrap();
-    assert_eq!(
-        next - 1,
-        2,
-        "PostgreSQL asked twice for the 100% notice (failed, written), not on every refused call"
-    );
-    drop(conn);
-    app.cleanup().await;
+    (pcts, mails, next - 1)
 }
